@@ -1,0 +1,270 @@
+"""Command-line entry point: argparse, and the boundary that turns errors into exit codes.
+
+Each command lives in `reconciler.commands.<name>` with a `run(args) -> int`; modules are
+imported lazily so `reconciler --help` and `reconciler validate` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from reconciler import __version__
+from reconciler.errors import ReconcilerError
+
+DEFAULT_PATHS = ["deployments/"]
+
+DESCRIPTION = """\
+Declarative reconciler for QuantConnect live deployments.
+
+Manifests (YAML) describe the live algorithms that should run; the reconciler
+validates them, plans the difference with what it recorded and with what is live,
+and creates what is missing -- exactly once, never touching what it does not own.
+
+typical use:
+  reconciler validate                 check deployments/ (what CI runs on every pull request)
+  reconciler plan                     show what apply would do
+  reconciler apply                    do it (asks first on a terminal; --yes in CI)
+  reconciler apply --sandbox          the same against an embedded emulator, no account needed
+
+credentials come from the environment only: QC_USER_ID and QC_API_TOKEN.
+exit codes: 0 success or no changes, 1 any error, 2 changes (plan --detailed-exitcode).
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
+
+
+def _add_globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """Global options, accepted before or after the command name.
+
+    On subcommands their default is SUPPRESS so a value given before the command name
+    is not overwritten by the subcommand's default.
+    """
+    default_url = argparse.SUPPRESS if suppress else os.environ.get("QC_API_URL")
+    default_state = argparse.SUPPRESS if suppress else os.environ.get("RECONCILER_STATE")
+    parser.add_argument(
+        "--api-url",
+        metavar="URL",
+        default=default_url,
+        help="QuantConnect API base URL (env QC_API_URL; default "
+        "https://www.quantconnect.com/api/v2). Plain http:// only to loopback.",
+    )
+    parser.add_argument(
+        "--state",
+        metavar="PATH",
+        default=default_state,
+        help="state database (env RECONCILER_STATE; default .reconciler/state.db)",
+    )
+
+
+def _add_paths(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="manifest files or directories, searched recursively for *.yaml/*.yml; "
+        "'-' reads standard input (default: deployments/)",
+    )
+
+
+def _add_sandbox(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="run against an embedded emulator (state in .reconciler/sandbox/); "
+        "no credentials needed",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reconciler",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_globals(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, summary: str, epilog: str = "") -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _add_globals(sub, suppress=True)
+        return sub
+
+    validate = command(
+        "validate",
+        "Check manifests against the schema and the cross-file rules, offline.",
+        "examples:\n"
+        "  reconciler validate\n"
+        "  reconciler validate deployments/ other/ --format github   # in GitHub Actions\n"
+        "  cat m.yaml | reconciler validate -\n"
+        "exit status: 0 when every manifest is valid, 1 otherwise.",
+    )
+    _add_paths(validate)
+    validate.add_argument("--format", choices=["text", "json", "github"], default="text")
+    validate.add_argument(
+        "--check-secrets",
+        action="store_true",
+        help="also check that every referenced env var / file exists (values never printed)",
+    )
+
+    plan = command(
+        "plan",
+        "Show what apply would change: + create, ~ replace, - prune, ! conflict.",
+        "examples:\n"
+        "  reconciler plan\n"
+        "  reconciler plan --out plan.json && reconciler apply --plan plan.json --yes\n"
+        "  reconciler plan --detailed-exitcode   # 0 no changes, 1 error, 2 changes\n",
+    )
+    _add_paths(plan)
+    plan.add_argument("--format", choices=["text", "json"], default="text")
+    plan.add_argument("--out", metavar="FILE", help="save the plan for `apply --plan FILE`")
+    plan.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 2 when the plan has changes (0 none, 1 error)",
+    )
+    _add_sandbox(plan)
+
+    apply = command(
+        "apply",
+        "Create the live deployments the manifests describe and that are missing.",
+        "Every create is journaled before it is sent; a create whose outcome is unknown\n"
+        "(timeout, dropped connection, 5xx) is verified against live state, never blindly\n"
+        "re-sent.\n\n"
+        "examples:\n"
+        "  reconciler apply                      # shows the plan, asks on a terminal\n"
+        "  reconciler apply --yes                # CI: no prompt\n"
+        "  reconciler apply --plan plan.json --yes\n"
+        "  reconciler apply --sandbox --yes      # against the embedded emulator\n",
+    )
+    _add_paths(apply)
+    apply.add_argument("--plan", metavar="FILE", help="apply exactly this saved plan")
+    apply.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    apply.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=8,
+        metavar="N",
+        help="creates in flight at once (default 8)",
+    )
+    _add_sandbox(apply)
+
+    status = command(
+        "status",
+        "Show recorded deployments with their live status and last action.",
+    )
+    status.add_argument("--format", choices=["text", "json"], default="text")
+    _add_sandbox(status)
+
+    watch = command(
+        "watch",
+        "Reconcile continuously: on every manifest change and every --resync seconds.",
+    )
+    _add_paths(watch)
+    watch.add_argument(
+        "--resync",
+        type=_positive_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="full reconcile interval to notice drift (default 60)",
+    )
+    watch.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve /healthz and Prometheus /metrics on 127.0.0.1:PORT",
+    )
+    watch.add_argument("--log-format", choices=["text", "json"], default="text")
+    _add_sandbox(watch)
+
+    emulator = command(
+        "emulator",
+        "Serve a local QuantConnect API v2 emulator (for rehearsals, tests, benchmarks).",
+        "It accepts exactly QC_USER_ID / QC_API_TOKEN when both are set, otherwise it\n"
+        "generates a pair and prints them. Stop it with Ctrl-C (exit 0).\n\n"
+        "example:\n"
+        "  reconciler emulator --port 8765 --seed seed.yaml --data .emulator/\n",
+    )
+    emulator.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    emulator.add_argument("--port", type=_port, default=0, help="port (default 0: any free one)")
+    emulator.add_argument("--seed", metavar="FILE", help="YAML/JSON seed of projects, nodes...")
+    emulator.add_argument("--data", metavar="DIR", help="persist state in DIR (default memory)")
+    emulator.add_argument(
+        "--compile-delay",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="time a compile stays InQueue before BuildSuccess (default 1.0)",
+    )
+    emulator.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="inject a fault, e.g. 'live/create:latency=0.05' or "
+        "'live/create:fail=2,status=500' or 'live/create:drop=1' (repeatable)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if getattr(args, "paths", None) == []:
+        args.paths = list(DEFAULT_PATHS)
+    try:
+        module = importlib.import_module(f"reconciler.commands.{args.command}")
+        code: int = module.run(args)
+        return code
+    except ReconcilerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # Output piped into `head` or similar: not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
