@@ -1,0 +1,98 @@
+"""`reconciler apply`: create what is missing, exactly once."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from reconciler import render
+from reconciler.engine import Outcome, load_desired
+from reconciler.errors import ConfigError, StalePlanError
+from reconciler.render import PLAN_FORMAT_VERSION
+from reconciler.runtime import connect
+
+
+def read_plan_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except OSError as error:
+        raise ConfigError(f"cannot read plan file {path}: {error.strerror}") from None
+    except ValueError:
+        raise ConfigError(f"{path} is not a plan file (not JSON)") from None
+    if (
+        not isinstance(document, dict)
+        or document.get("version") != PLAN_FORMAT_VERSION
+        or not isinstance(document.get("fingerprints"), dict)
+        or not isinstance(document.get("nonce"), str)
+        or not isinstance(document.get("paths"), list)
+    ):
+        raise ConfigError(
+            f"{path} is not a saved plan of this reconciler (make one with plan --out)"
+        )
+    return document
+
+
+def _confirm(args: argparse.Namespace) -> bool:
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise ConfigError(
+            "refusing to apply without confirmation: standard input is not a terminal; "
+            "review `reconciler plan` and pass --yes"
+        )
+    try:
+        answer = input("\nApply these changes? [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _progress(outcome: Outcome, done: int, total: int) -> None:
+    print(f"[{done}/{total}] {render.outcome_line(outcome)}", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    saved = read_plan_file(args.plan) if args.plan else None
+    paths = [str(p) for p in saved["paths"]] if saved else args.paths
+    if saved and saved.get("sandbox") and not args.sandbox:
+        raise ConfigError(f"{args.plan} was made with --sandbox; apply it with --sandbox")
+    desired = load_desired(paths)
+    with connect(args, desired, concurrency=args.concurrency) as rt:
+        if saved and not saved.get("sandbox") and saved.get("apiUrl") != rt.api_url:
+            raise StalePlanError(
+                f"{args.plan} was made against {saved.get('apiUrl')}, not {rt.api_url}"
+            )
+        with rt.store.lock():
+            live = rt.engine.fetch_live()
+            for outcome in rt.engine.resolve_open_intents(live):
+                print(f"resolved an interrupted create: {render.outcome_line(outcome)}")
+            plan, fingerprints = rt.engine.make_plan(desired, live)
+            if saved is not None:
+                changed = [k for k, v in fingerprints.items() if saved["fingerprints"].get(k) != v]
+                if changed:
+                    what = {
+                        "desired": "the manifests",
+                        "recorded": "the recorded state",
+                        "live": "the live deployments",
+                    }
+                    raise StalePlanError(
+                        f"saved plan {args.plan} is stale: "
+                        f"{', '.join(what[k] for k in changed)} changed since it was made; "
+                        "run `reconciler plan` again"
+                    )
+                if not rt.store.claim_plan(saved["nonce"]):
+                    raise StalePlanError(f"saved plan {args.plan} was already applied")
+            print(render.plan_text(plan), flush=True)
+            needs_consent = plan.has_changes and saved is None
+            if needs_consent and not _confirm(args):
+                print("Apply cancelled; nothing was done.")
+                return 1
+            if plan.of_kind("create"):
+                print(flush=True)
+            outcomes = rt.engine.apply(plan, desired, progress=_progress)
+    print()
+    print(render.outcomes_text(outcomes))
+    return 1 if any(o.failed for o in outcomes) else 0

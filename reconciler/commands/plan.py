@@ -1,0 +1,65 @@
+"""`reconciler plan`: show (and optionally save) what apply would do."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+from reconciler import render
+from reconciler.engine import load_desired
+from reconciler.errors import ConfigError
+from reconciler.runtime import connect
+
+
+def write_plan_file(path: str, document: dict[str, object]) -> None:
+    """Atomically: a half-written plan file must never be applied."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write plan file {path}: {error.strerror}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    desired = load_desired(args.paths)
+    with connect(args, desired) as rt:
+        live = rt.engine.fetch_live()
+        if rt.store.open_intents():
+            with rt.store.lock():
+                rt.engine.resolve_open_intents(live)
+        plan, fingerprints = rt.engine.make_plan(desired, live)
+        if args.out:
+            write_plan_file(
+                args.out,
+                render.plan_json(
+                    plan,
+                    {
+                        "fingerprints": fingerprints,
+                        "nonce": uuid.uuid4().hex,
+                        "paths": list(args.paths),
+                        "apiUrl": rt.api_url,
+                        "sandbox": rt.sandbox,
+                        "createdAt": time.time(),
+                    },
+                ),
+            )
+    if args.format == "json":
+        print(render.dumps(render.plan_json(plan)))
+    else:
+        print(render.plan_text(plan))
+        if args.out:
+            print(
+                f"\nSaved the plan to {args.out}; apply it with: reconciler apply --plan {args.out}"
+            )
+    if plan.of_kind("conflict"):
+        return 1
+    if args.detailed_exitcode and plan.has_changes:
+        return 2
+    return 0
