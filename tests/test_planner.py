@@ -1,0 +1,234 @@
+"""Properties of the pure planner, with data alone (no I/O, no clock)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconciler.model import Deployment, LiveDeployment, Plan, Record, SecretRef
+from reconciler.planner import plan
+
+BROKERAGES = [
+    {"id": "PaperTrading"},
+    {
+        "id": "Interactive",
+        "user": "jdoe",
+        "account": "U1",
+        "password": SecretRef("env", "IB_PASSWORD"),
+        "weeklyRestartUtcTime": "22:00:00",
+        "environment": "live",
+    },
+    {
+        "id": "Tradier",
+        "account": "T1",
+        "token": SecretRef("env", "TRADIER"),
+        "environment": "paper",
+    },
+    {"id": "Oanda", "account": "O1", "token": SecretRef("env", "OANDA"), "environment": "live"},
+]
+
+
+def deployment(
+    name: str, project_id: int, brokerage: int = 0, compile_id: str = "c1"
+) -> Deployment:
+    return Deployment(
+        name=name,
+        project_id=project_id,
+        compile_id=compile_id,
+        node_id="LN-1",
+        version_id="-1",
+        brokerage=BROKERAGES[brokerage],
+    )
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> tuple[list[Deployment], dict[str, Record], list[LiveDeployment]]:
+    count = draw(st.integers(0, 8))
+    projects = draw(st.lists(st.integers(1, 30), min_size=count, max_size=count, unique=True))
+    desired = [
+        deployment(
+            f"d{i}",
+            project,
+            draw(st.integers(0, len(BROKERAGES) - 1)),
+            draw(st.sampled_from(["c1", "c2", "latest"])),
+        )
+        for i, project in enumerate(projects)
+    ]
+    live: list[LiveDeployment] = []
+    for n, project in enumerate(draw(st.lists(st.integers(1, 30), max_size=10))):
+        brokerage, environment = draw(
+            st.sampled_from(
+                [
+                    ("QuantConnectBrokerage", "paper"),
+                    ("InteractiveBrokersBrokerage", "live"),
+                    ("TradierBrokerage", "paper"),
+                    ("OandaBrokerage", "live"),
+                    ("FXCM", "live"),
+                ]
+            )
+        )
+        live.append(
+            LiveDeployment(
+                project,
+                f"L-{n}",
+                draw(st.sampled_from(["Running", "Stopped", "RuntimeError", "InQueue"])),
+                brokerage,
+                environment,
+                f"2026-01-01T00:00:{n:02d}Z",
+            )
+        )
+    recorded: dict[str, Record] = {}
+    for d in desired:
+        if draw(st.booleans()):
+            deploy = draw(st.sampled_from([None] + [x.deploy_id for x in live]))
+            spec = d.spec_hash if draw(st.booleans()) else "sha256:old"
+            recorded[d.name] = Record(d.name, d.project_id, spec, deploy, draw(st.booleans()))
+    for gone in range(draw(st.integers(0, 2))):
+        deploy = draw(st.sampled_from([None] + [x.deploy_id for x in live]))
+        recorded[f"gone{gone}"] = Record(f"gone{gone}", 99, "sha256:x", deploy, True)
+    return desired, recorded, live
+
+
+def simulate_apply(
+    result: Plan,
+    desired: Sequence[Deployment],
+    recorded: dict[str, Record],
+    live: list[LiveDeployment],
+) -> tuple[dict[str, Record], list[LiveDeployment]]:
+    """What a successful apply leaves behind: creates are live and recorded, adoptions recorded."""
+    by_name = {d.name: d for d in desired}
+    recorded, live = dict(recorded), list(live)
+    for n, action in enumerate(result.actions):
+        if action.action == "create":
+            d = by_name[action.name or ""]
+            brokerage, environment = d.identity
+            deploy = f"L-new-{n}"
+            live.append(LiveDeployment(d.project_id, deploy, "Running", brokerage, environment))
+            recorded[d.name] = Record(d.name, d.project_id, d.spec_hash, deploy, True)
+        elif action.adopt:
+            d = by_name[action.name or ""]
+            recorded[d.name] = Record(d.name, d.project_id, d.spec_hash, action.deploy_id, False)
+    return recorded, live
+
+
+@settings(max_examples=300, deadline=None)
+@given(worlds(), st.randoms(use_true_random=False))
+def test_plan_does_not_depend_on_input_order(world, rnd) -> None:  # type: ignore[no-untyped-def]
+    desired, recorded, live = world
+    shuffled_desired, shuffled_live = list(desired), list(live)
+    rnd.shuffle(shuffled_desired)
+    rnd.shuffle(shuffled_live)
+    assert plan(desired, recorded, live) == plan(shuffled_desired, recorded, shuffled_live)
+
+
+@settings(max_examples=300, deadline=None)
+@given(worlds())
+def test_never_creates_on_a_project_that_runs_something(world) -> None:  # type: ignore[no-untyped-def]
+    desired, recorded, live = world
+    busy = {x.project_id for x in live if x.active}
+    for action in plan(desired, recorded, live).of_kind("create"):
+        assert action.project_id not in busy
+
+
+@settings(max_examples=300, deadline=None)
+@given(worlds())
+def test_every_manifest_gets_exactly_one_action(world) -> None:  # type: ignore[no-untyped-def]
+    desired, recorded, live = world
+    names = [
+        a.name for a in plan(desired, recorded, live).actions if a.name in {d.name for d in desired}
+    ]
+    assert sorted(names) == sorted(d.name for d in desired)
+
+
+@settings(max_examples=300, deadline=None)
+@given(worlds())
+def test_apply_then_replan_is_all_noop(world) -> None:  # type: ignore[no-untyped-def]
+    desired, recorded, live = world
+    first = plan(desired, recorded, live)
+    recorded2, live2 = simulate_apply(first, desired, recorded, live)
+    second = plan(desired, recorded2, live2)
+    acted = {a.name for a in first.actions if a.action == "create" or a.adopt}
+    for action in second.actions:
+        assert action.action != "create"
+        if action.name in acted:
+            assert action.action == "noop" and not action.adopt, action
+    if not (first.of_kind("conflict") or first.of_kind("replace") or first.of_kind("prune")):
+        assert {a.action for a in second.actions} <= {"noop", "unmanaged"}
+
+
+def test_empty_store_adopts_a_matching_deployment() -> None:
+    d = deployment("ib", 7, brokerage=1)
+    live = [LiveDeployment(7, "L-x", "Running", "InteractiveBrokersBrokerage", "live")]
+    (action,) = plan([d], {}, live).actions
+    assert (action.action, action.adopt, action.deploy_id) == ("noop", True, "L-x")
+
+
+def test_empty_store_reports_a_foreign_mismatch_as_conflict() -> None:
+    d = deployment("ib", 7, brokerage=1)
+    live = [LiveDeployment(7, "L-x", "Running", "QuantConnectBrokerage", "paper")]
+    (action,) = plan([d], {}, live).actions
+    assert action.action == "conflict"
+    assert "L-x" in action.reason and "InteractiveBrokersBrokerage/live" in action.reason
+
+
+def test_stopped_deployment_is_created_again() -> None:
+    d = deployment("p", 3)
+    recorded = {"p": Record("p", 3, d.spec_hash, "L-old", True)}
+    live = [LiveDeployment(3, "L-old", "Stopped", "QuantConnectBrokerage", "paper")]
+    (action,) = plan([d], recorded, live).actions
+    assert action.action == "create"
+    assert "L-old" in action.reason
+
+
+def test_changed_spec_is_replace_and_removed_owned_manifest_is_prune() -> None:
+    d = deployment("p", 3, compile_id="c2")
+    recorded = {
+        "p": Record("p", 3, "sha256:old", "L-1", True),
+        "q": Record("q", 4, "sha256:q", "L-2", True),
+        "r": Record("r", 5, "sha256:r", "L-3", False),  # adopted, not ours: never pruned
+    }
+    live = [
+        LiveDeployment(3, "L-1", "Running", "QuantConnectBrokerage", "paper"),
+        LiveDeployment(4, "L-2", "Running", "QuantConnectBrokerage", "paper"),
+        LiveDeployment(5, "L-3", "Running", "QuantConnectBrokerage", "paper"),
+        LiveDeployment(6, "L-4", "Running", "QuantConnectBrokerage", "paper"),
+    ]
+    kinds = [(a.action, a.name, a.project_id) for a in plan([d], recorded, live).actions]
+    assert kinds == [
+        ("replace", "p", 3),
+        ("prune", "q", 4),
+        ("unmanaged", None, 5),
+        ("unmanaged", None, 6),
+    ]
+
+
+def test_defaults_do_not_show_as_changes() -> None:
+    explicit = Deployment.from_manifest(
+        {
+            "metadata": {"name": "a"},
+            "spec": {
+                "projectId": 1,
+                "compileId": "c",
+                "nodeId": "n",
+                "versionId": "-1",
+                "brokerage": {"id": "PaperTrading"},
+                "automaticRedeploy": False,
+            },
+        },
+        "x.yaml",
+    )
+    implicit = Deployment.from_manifest(
+        {
+            "metadata": {"name": "a"},
+            "spec": {
+                "projectId": 1,
+                "compileId": "c",
+                "nodeId": "n",
+                "brokerage": {"id": "PaperTrading"},
+            },
+        },
+        "y.yaml",
+    )
+    assert explicit.spec_hash == implicit.spec_hash
