@@ -1,0 +1,83 @@
+"""No-op plan of N in-sync manifests, against the floor.
+
+    python benchmarks/plan_bench.py [--manifests 10000] [--repeat 3]
+
+The floor is what any plan must at least do: `reconciler validate` on the same files
+(start-up + parse + validate, whole process) plus one `/live/list` call answering for
+every deployment.  Target (issue 5): plan <= 1.3x the floor, peak RSS <= 80 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import NODE, RECONCILER, cli_env, median_run, timed, write_paper_manifests
+from reconciler.client import Credentials, QuantConnectClient
+from reconciler.emulator import Emulator
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--manifests", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    projects = range(20_001, 20_001 + args.manifests)
+
+    with tempfile.TemporaryDirectory() as tmp, Emulator() as emu:
+        root = Path(tmp)
+        compile_ids = {}
+        for project_id in projects:
+            emu.add_project(project_id)
+            emu.add_node(NODE.format(project_id))
+            compile_ids[project_id] = emu.add_compile(project_id)
+            emu.add_live(project_id, NODE.format(project_id), {"id": "QuantConnectBrokerage"})
+        deployments = root / "deployments"
+        write_paper_manifests(deployments, projects, compile_ids)
+        env = cli_env(emu.url, emu.user_id, emu.token, root / "state.db")
+        # Record everything as in sync (the running deployments are adopted, no creates).
+        setup = timed([*RECONCILER, "apply", str(deployments), "--yes"], env=env, cwd=tmp)
+        if setup.returncode != 0:
+            raise SystemExit(f"setup apply failed:\n{setup.stdout[-3000:]}")
+
+        validate = median_run(
+            [*RECONCILER, "validate", str(deployments)], args.repeat, env=env, cwd=tmp
+        )
+        with QuantConnectClient(emu.url, Credentials(emu.user_id, emu.token)) as client:
+            samples = []
+            for _ in range(args.repeat):
+                started = time.perf_counter()
+                listed = client.list_live()
+                samples.append(time.perf_counter() - started)
+            list_seconds = sorted(samples)[len(samples) // 2]
+        plan = median_run([*RECONCILER, "plan", str(deployments)], args.repeat, env=env, cwd=tmp)
+        if "No changes" not in plan.stdout:
+            raise SystemExit(f"the plan is not a no-op:\n{plan.stdout[-2000:]}")
+
+    floor = validate.seconds + list_seconds
+    print(f"plan benchmark: {args.manifests} in-sync manifests, median of {args.repeat}")
+    print(f"  {'measure':<48} {'seconds':>8} {'peak RSS':>9}")
+    print(
+        f"  {'reconciler validate (whole process)':<48} "
+        f"{validate.seconds:8.2f} {validate.peak_rss_mb:7.1f}MB"
+    )
+    print(
+        f"  {'one /live/list call (' + str(len(listed)) + ' deployments)':<48} {list_seconds:8.2f}"
+    )
+    print(f"  {'floor = validate + list':<48} {floor:8.2f}")
+    print(
+        f"  {'reconciler plan (whole process, no-op)':<48} "
+        f"{plan.seconds:8.2f} {plan.peak_rss_mb:7.1f}MB"
+    )
+    print(f"  plan / floor: {plan.seconds / floor:.2f}x  (target <= 1.3x, peak RSS <= 80 MB)")
+
+
+if __name__ == "__main__":
+    main()
