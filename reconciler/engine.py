@@ -218,7 +218,13 @@ class Engine:
         plan: Plan,
         desired: Sequence[Deployment],
         progress: ProgressCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[Outcome]:
+        """Carry out the plan's creates (bounded concurrency) and record adoptions.
+
+        `should_stop` is asked before each create is sent: a daemon shutting down lets the
+        creates in flight finish and sends no new ones.
+        """
         by_name = {d.name: d for d in desired}
         outcomes: list[Outcome] = []
         creates: list[tuple[Deployment, Action]] = []
@@ -237,7 +243,7 @@ class Engine:
         workers = max(1, min(self.options.concurrency, total))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="create") as pool:
             futures = [
-                pool.submit(self._create, deployment, intent)
+                pool.submit(self._create, deployment, intent, should_stop)
                 for (deployment, _), intent in zip(creates, intents, strict=True)
             ]
             for future in as_completed(futures):
@@ -335,9 +341,17 @@ class Engine:
         except ReconcilerError:
             return _sandbox_values(value)
 
-    def _create(self, desired: Deployment, intent: Intent) -> Outcome:
+    def _create(
+        self,
+        desired: Deployment,
+        intent: Intent,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Outcome:
         """One create, exactly once.  Never raises for expected failures."""
         name, project = desired.name, desired.project_id
+        if should_stop is not None and should_stop():
+            self.store.close_intent(intent, "not sent", detail="shutting down")
+            return Outcome(name, project, "create", "skipped", None, "shutting down; not sent")
 
         def fail(result: str, detail: str) -> Outcome:
             if result == "failed":

@@ -31,7 +31,9 @@ def _credentials(directory: Path) -> Credentials:
     except FileNotFoundError:
         pass
     except (OSError, ValueError, KeyError, TypeError):
-        raise ConfigError(f"sandbox credentials {path} are unreadable; delete {directory}") from None
+        raise ConfigError(
+            f"sandbox credentials {path} are unreadable; delete {directory}"
+        ) from None
     credentials = Credentials(str(secrets.randbelow(900_000) + 100_000), secrets.token_hex(32))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -65,7 +67,7 @@ class Sandbox:
     def __enter__(self) -> Sandbox:
         self._emulator.start()
         try:
-            self._seed()
+            self.seed(self.desired)
         except BaseException:
             self._emulator.stop()
             raise
@@ -79,12 +81,12 @@ class Sandbox:
     ) -> None:
         self._emulator.stop()
 
-    def _seed(self) -> None:
+    def seed(self, desired_set: Sequence[Deployment]) -> None:
         """Make the projects, nodes and builds the manifests reference exist."""
         emulator = self._emulator
         projects: set[int] = set()
         nodes: set[str] = set()
-        for desired in self.desired:
+        for desired in desired_set:
             if desired.project_id not in projects and not emulator.has_project(desired.project_id):
                 emulator.add_project(desired.project_id, name=desired.name)
             projects.add(desired.project_id)
