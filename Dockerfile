@@ -1,0 +1,23 @@
+# reconciler watch as a container: mount (or git-sync) manifests at /manifests.
+#   docker build -t qc-live-reconciler .
+#   docker run -e QC_USER_ID -e QC_API_TOKEN -e IB_PASSWORD \
+#       -v "$PWD/deployments:/manifests:ro" -v reconciler-state:/state qc-live-reconciler
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    RECONCILER_STATE=/state/state.db
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY reconciler ./reconciler
+COPY schemas ./schemas
+RUN pip install --no-cache-dir . \
+    && useradd --system --uid 10001 --home-dir /state --create-home reconciler
+
+USER reconciler
+WORKDIR /state
+EXPOSE 9108
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9108/healthz', timeout=4).status == 200 else 1)"
+
+ENTRYPOINT ["reconciler", "watch", "/manifests", "--metrics-port", "9108", "--log-format", "json"]
