@@ -367,6 +367,7 @@ class Engine:
 
         last_error = ""
         had_unknown = False
+        last_unknown = False
         for attempt in range(self.options.create_attempts):
             if attempt:
                 time.sleep(
@@ -383,7 +384,8 @@ class Engine:
                     automatic_redeploy=desired.automatic_redeploy,
                 )
             except (OutcomeUnknown, TransportError) as error:
-                had_unknown = had_unknown or isinstance(error, OutcomeUnknown)
+                last_unknown = isinstance(error, OutcomeUnknown)
+                had_unknown = had_unknown or last_unknown
                 last_error = str(error)
                 log.warning("%s: %s; reading live state before any retry", name, error)
             except ApiError as error:
@@ -392,6 +394,7 @@ class Engine:
                 # Refused after an unknown outcome: most likely our earlier attempt
                 # committed ("project already running"); the read below decides.
                 last_error = str(error)
+                last_unknown = False
             else:
                 running = LiveDeployment(project, created.deploy_id, created.status or "Running")
                 record = self._record_for(
@@ -432,6 +435,14 @@ class Engine:
                     running.deploy_id,
                     f"confirmed from live state after: {last_error}",
                 )
+        if last_unknown:
+            # The last attempt may still land server-side: keep the intent open so the
+            # next run checks live state (and keeps ownership) before creating anything.
+            return fail(
+                "unknown",
+                f"gave up after {self.options.create_attempts} attempts, the last with an "
+                f"unknown outcome ({last_error}); the next run checks before creating",
+            )
         return fail(
             "failed", f"gave up after {self.options.create_attempts} attempts: {last_error}"
         )

@@ -91,10 +91,9 @@ def plan(
     actions = [_for_manifest(d, recorded.get(d.name), active.get(d.project_id)) for d in wanted]
 
     claimed = {d.project_id for d in wanted}
+    names = {d.name for d in wanted}
     owned_running = {
-        r.deploy_id: r
-        for r in recorded.values()
-        if r.owned and r.deploy_id and r.name not in {d.name for d in wanted}
+        r.deploy_id: r for r in recorded.values() if r.owned and r.deploy_id and r.name not in names
     }
     leftovers: list[Action] = []
     for project_id, running in sorted(active.items()):
