@@ -55,22 +55,15 @@ def _stat_key(path: str) -> tuple[int, int] | None:
 
 
 def discover(paths: Sequence[str]) -> dict[str, tuple[int, int]]:
-    """Manifest files under `paths` with their (mtime_ns, size), as the loader finds them."""
+    """Manifest files under `paths` (found as the loader finds them) with (mtime_ns, size)."""
+    from reconciler import manifests
+
+    files, _ = manifests.discover(paths)
     found: dict[str, tuple[int, int]] = {}
-    for root in paths:
-        if os.path.isfile(root):
-            key = _stat_key(root)
-            if key is not None:
-                found[os.path.normpath(root)] = key
-            continue
-        for directory, subdirs, files in os.walk(root):
-            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-            for name in sorted(files):
-                if name.endswith(MANIFEST_SUFFIXES):
-                    path = os.path.join(directory, name)
-                    key = _stat_key(path)
-                    if key is not None:
-                        found[os.path.normpath(path)] = key
+    for path in files:
+        key = _stat_key(path) if path != "-" else None
+        if key is not None:
+            found[os.path.normpath(path)] = key
     return found
 
 
