@@ -166,7 +166,7 @@ def read_source(path: str) -> tuple[bytes | None, Issue | None]:
         return None, Issue(0, 0, (), _os_reason(error))
     if len(data) > MAX_FILE_BYTES:
         return None, Issue(
-            0, 0, (), f"file is larger than {MAX_FILE_BYTES // 1024} KiB; refusing to parse it"
+            0, 0, (), f"file is larger than {MAX_FILE_BYTES >> 20} MiB; refusing to parse it"
         )
     return data, None
 
@@ -366,6 +366,10 @@ def _measure(root: Node) -> None:
     size(root, 0)
 
 
+def _tag_name(tag: str) -> str:
+    return "!!" + tag[len(_TAG) :] if tag.startswith(_TAG) else tag
+
+
 _intern = sys.intern
 _INTERN_MAX = 40
 
@@ -393,10 +397,10 @@ class _Builder:
             return self.scalar(node, path)
         if cls is MappingNode:
             if node.tag != MAP_TAG:
-                self.issue(node, path, f"tag {node.tag} is not supported in manifests")
+                self.issue(node, path, f"tag {_tag_name(node.tag)} is not supported in manifests")
             return self.mapping(node, path, depth)
         if node.tag != SEQ_TAG:
-            self.issue(node, path, f"tag {node.tag} is not supported in manifests")
+            self.issue(node, path, f"tag {_tag_name(node.tag)} is not supported in manifests")
         return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
 
     def scalar(self, node: Node, path: tuple[_PathItem, ...]) -> Any:
@@ -407,7 +411,7 @@ class _Builder:
             except (yaml.YAMLError, ValueError, TypeError, OverflowError):
                 self.issue(node, path, f"cannot read {node.value!r} as {TAG_NAMES[tag]}")
                 return node.value
-        self.issue(node, path, f"tag {tag} is not supported in manifests")
+        self.issue(node, path, f"tag {_tag_name(tag)} is not supported in manifests")
         return node.value
 
     def mapping(self, node: Node, path: tuple[_PathItem, ...], depth: int) -> dict[Any, Any]:
@@ -450,7 +454,7 @@ class _Builder:
         if node.__class__ is ScalarNode:
             if node.tag == STR_TAG:
                 return _intern(node.value)
-            what = TAG_NAMES.get(node.tag, f"tag {node.tag}")
+            what = TAG_NAMES.get(node.tag, f"tag {_tag_name(node.tag)}")
             self.issue(
                 node,
                 (*path, node.value),
@@ -542,6 +546,18 @@ def dotted(path: Sequence[_PathItem]) -> str:
         elif _PLAIN_KEY.match(item):
             out += f".{item}" if out else item
         else:
-            escaped = item.replace("\\", "\\\\").replace('"', '\\"')
-            out += f'["{escaped}"]'
+            out += f'["{_escape(item)}"]'
     return out
+
+
+def _escape(text: str) -> str:
+    """Quotes, backslashes and unprintable characters escaped, the rest kept as written."""
+    out = []
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif char.isprintable():
+            out.append(char)
+        else:
+            out.append(f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}")
+    return "".join(out)

@@ -687,27 +687,33 @@ def _cross_file(results: Sequence[_FileResult]) -> list[Problem]:
 
 def _schema_problems(file: str, document: manifests.Document) -> list[Problem]:
     problems: list[Problem] = []
+    secrets: dict[str, tuple[int, Problem]] = {}  # one problem per secret field
     for error in _jsonschema().iter_errors(document.data):
-        problems.extend(_convert(file, document, error))
-    return problems
-
-
-def _convert(file: str, document: manifests.Document, error: ValidationError) -> Iterator[Problem]:
-    path: list[str | int] = list(error.absolute_path)
-    instance = error.instance
-    secret = _secret_field(path)
-    if secret is not None:
-        at = manifests.value_at(document.root, path)
+        path: list[str | int] = list(error.absolute_path)
+        secret = _secret_field(path)
+        if secret is None:
+            problems.extend(_convert(file, document, path, error))
+            continue
         field_path = path[: secret + 1]
+        at = manifests.value_at(document.root, path)
         message = _secret_message(document.data, field_path, path, error)
-        yield Problem(file, at.line, at.column, manifests.dotted(field_path), message)
-        return
-    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        problem = Problem(file, at.line, at.column, manifests.dotted(field_path), message)
+        # The most specific message wins: an unknown key, then a bad name or path.
+        rank = 0 if error.validator == "additionalProperties" else 3 - len(path) + len(field_path)
+        known = secrets.get(problem.path)
+        if known is None or rank < known[0]:
+            secrets[problem.path] = (rank, problem)
+    return problems + [problem for _, problem in secrets.values()]
+
+
+def _convert(
+    file: str, document: manifests.Document, path: list[str | int], error: ValidationError
+) -> Iterator[Problem]:
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         yield from _unknown_fields(file, document, path, error)
         return
     at = manifests.value_at(document.root, path)
-    message = _message(error, at)
-    yield Problem(file, at.line, at.column, manifests.dotted(path), message)
+    yield Problem(file, at.line, at.column, manifests.dotted(path), _message(error, at))
 
 
 def _unknown_fields(
@@ -739,7 +745,7 @@ def _message(error: ValidationError, at: manifests.NodeInfo) -> str:
     kind = error.validator
     expected: Any = error.validator_value
     instance: Any = error.instance
-    shown = _show(instance, at)
+    shown = _show(instance, at) or _kind_of(instance)
     if kind == "type":
         wanted = [expected] if isinstance(expected, str) else list(expected)
         words = " or ".join(_TYPE_WORDS.get(str(w), str(w)) for w in wanted)
@@ -748,7 +754,9 @@ def _message(error: ValidationError, at: manifests.NodeInfo) -> str:
                 f"{at.text} is read by YAML as {_YAML_GUESSES[at.tag]}, not a string; "
                 f"quote it: {json.dumps(at.text, ensure_ascii=False)}"
             )
-        return f"expected {words}, got {_kind_of(instance)} {shown}".rstrip()
+        if isinstance(instance, (dict, list)):
+            return f"expected {words}, got {shown}"
+        return f"expected {words}, got {_kind_of(instance)} {shown}"
     if kind == "enum":
         return f"{shown} is not one of {expected!r}"
     if kind == "const":
@@ -805,6 +813,8 @@ def _show(value: Any, at: manifests.NodeInfo | None = None) -> str:
     """A short rendering of a scalar for a message; collections are not echoed."""
     if isinstance(value, (dict, list)):
         return ""
+    if isinstance(value, str) and len(value) > _SHOW_MAX:
+        return repr(value[: _SHOW_MAX - 5])[:-1] + "...'"
     if isinstance(value, (str, int, float, bool)) or value is None:
         text = repr(value)
     elif at is not None and at.text is not None:

@@ -10,5 +10,15 @@ from reconciler import validation
 
 def run(args: argparse.Namespace) -> int:
     report = validation.validate_paths(args.paths, check_secrets=args.check_secrets)
-    sys.stdout.write(validation.format_problems(report, args.format) + "\n")
+    text = validation.format_problems(report, args.format) + "\n"
+    # File names and YAML keys may hold anything (undecodable bytes, lone surrogates):
+    # escape what the terminal's encoding cannot show rather than fail on it.
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a text-only stream (tests capturing output)
+        sys.stdout.write(text)
+    else:
+        encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+        sys.stdout.flush()
+        buffer.write(text.encode(encoding, errors="backslashreplace"))
+        buffer.flush()
     return 0 if report.valid else 1
