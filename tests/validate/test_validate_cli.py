@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from validate_support import REPO, manifest, run_cli, write
 
-from reconciler import validation
+from reconciler import manifests, validation
 
 BAD_ENVIRONMENT = "{id: Tradier, account: VA1, environment: prod, token: {fromEnv: TRADIER_TOKEN}}"
 
@@ -151,3 +152,19 @@ def test_the_examples_validate_with_check_jsonschema_too(tmp_path: Path) -> None
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_pre_commit_hook_runs_validate_on_the_whole_directory() -> None:
+    loaded = manifests.load_file(str(REPO / ".pre-commit-hooks.yaml"))
+    assert loaded.issues == []
+    [[hook]] = [document.data for document in loaded.documents]
+    assert hook["id"] == "reconciler-validate"
+    assert hook["entry"] == "reconciler validate"
+    assert hook["pass_filenames"] is False
+    pattern = re.compile(hook["files"])
+    assert all(
+        pattern.search(str(path.relative_to(REPO)))
+        for path in (REPO / "deployments").glob("*.yaml")
+    )
+    done = run_cli(*hook["entry"].split()[1:], *hook["args"], cwd=REPO)
+    assert done.returncode == 0, done.stdout
