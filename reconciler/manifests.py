@@ -119,6 +119,9 @@ def discover(paths: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
         except OSError as error:
             failed.append((root, _os_reason(error)))
             continue
+        except ValueError:  # an embedded NUL byte
+            failed.append((root, "not a valid path"))
+            continue
         if not stat.S_ISDIR(mode):
             add(root)
             continue
@@ -155,7 +158,8 @@ def read_source(path: str) -> tuple[bytes | None, Issue | None]:
         if path == STDIN:
             data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
         else:
-            fd = os.open(path, os.O_RDONLY)
+            # O_NONBLOCK: a FIFO named *.yaml must not hang us; fstat refuses it below.
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
             try:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     return None, Issue(0, 0, (), "not a regular file")
@@ -164,6 +168,8 @@ def read_source(path: str) -> tuple[bytes | None, Issue | None]:
                 os.close(fd)
     except OSError as error:
         return None, Issue(0, 0, (), _os_reason(error))
+    except ValueError:
+        return None, Issue(0, 0, (), "not a valid path")
     if len(data) > MAX_FILE_BYTES:
         return None, Issue(
             0, 0, (), f"file is larger than {MAX_FILE_BYTES >> 20} MiB; refusing to parse it"

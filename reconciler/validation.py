@@ -937,7 +937,7 @@ def _secret_problems(file: str, document: manifests.Document) -> Iterator[Proble
 def _workers(count: int) -> int:
     if count < PARALLEL_MIN_FILES or not hasattr(os, "fork"):
         return 1
-    if threading.active_count() > 1:
+    if _threaded():
         return 1  # fork in a threaded process (the watch daemon) is not safe
     try:
         cores = len(os.sched_getaffinity(0))
@@ -959,6 +959,16 @@ def _shares(indexes: list[int], workers: int) -> list[list[int]]:
     for k in range(workers - 1):
         shares.append(indexes[first + k * each : first + (k + 1) * each])
     return shares
+
+
+def _threaded() -> bool:
+    """Any other thread, Python's or a native library's (Linux counts them all)."""
+    if threading.active_count() > 1:
+        return True
+    try:
+        return len(os.listdir("/proc/self/task")) > 1
+    except OSError:
+        return False
 
 
 def _run(files: Sequence[str], check_secrets: bool) -> list[_FileResult]:

@@ -192,6 +192,13 @@ def test_paths_that_cannot_be_read(here: Path) -> None:
     assert report.files == 4
 
 
+def test_a_fifo_named_like_a_manifest_does_not_hang(here: Path) -> None:
+    (here / "d").mkdir()
+    os.mkfifo(here / "d" / "pipe.yaml")
+    write(here, "d/ok.yaml", manifest())
+    assert problems("d") == ["d/pipe.yaml: not a regular file"]
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
 def test_an_unreadable_file(here: Path) -> None:
     path = write(here, "m.yaml", manifest())
