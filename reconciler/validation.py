@@ -24,7 +24,6 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from reconciler import manifests
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
     from jsonschema import Draft202012Validator, ValidationError
 
 SCHEMA_FILE = "livedeployment.schema.json"
-API_VERSION = "reconciler/v1"
 KIND = "LiveDeployment"
 
 # Fork workers only when there is enough work to repay it (~2 ms per worker).
@@ -204,12 +202,13 @@ def schema_text() -> str:
     is tried first (it costs no import); importlib.resources covers packages that do not
     live in a directory (zip imports); a source or editable checkout has `schemas/`.
     """
-    package = Path(__file__).resolve().parent
-    installed = package / "_schemas" / SCHEMA_FILE
-    source = package.parent / "schemas" / SCHEMA_FILE
+    package = os.path.dirname(os.path.realpath(__file__))
+    installed = os.path.join(package, "_schemas", SCHEMA_FILE)
+    source = os.path.join(os.path.dirname(package), "schemas", SCHEMA_FILE)
     for candidate in (installed, source):
         try:
-            return candidate.read_text(encoding="utf-8")
+            with open(candidate, encoding="utf-8") as handle:
+                return handle.read()
         except OSError:
             continue
     try:
