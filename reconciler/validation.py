@@ -638,6 +638,8 @@ def _keys(document: manifests.Document) -> _Keys:
         name_at = (at.line, at.column)
     else:
         name = None
+    if type(project) is float and project.is_integer():
+        project = int(project)  # JSON Schema's integer: 5.0 is project 5
     if type(project) is int:
         at = manifests.value_at(document.root, ["spec", "projectId"])
         project_at = (at.line, at.column)

@@ -493,6 +493,15 @@ def test_duplicate_names_and_projects_across_files(here: Path) -> None:
     assert len(report.manifests) == 3
 
 
+def test_a_project_written_as_a_float_is_still_the_same_project(here: Path) -> None:
+    write(here, "a.yaml", manifest("a", 5))
+    write(here, "b.yaml", manifest("b", 5).replace("projectId: 5", "projectId: 5.0"))
+    assert problems("a.yaml", "b.yaml") == [
+        "b.yaml:6:14: spec.projectId: project 5 already has a manifest at a.yaml:6 "
+        "(the API runs one live algorithm per project)"
+    ]
+
+
 def test_a_path_given_twice_is_read_once(here: Path) -> None:
     path = write(here, "d/a.yaml", manifest())
     report = validation.validate_paths(["d", path, "./d/a.yaml"])
