@@ -159,3 +159,42 @@ def test_the_cli_exits_0_or_1_with_messages(text: str, data: dict[str, Any]) -> 
         result = json.loads(done.stdout)
         assert result["valid"] == (done.returncode == 0) == (result["errors"] == [])
         assert all(error["message"] for error in result["errors"])
+
+
+# ---- the loader reads what PyYAML's safe_load reads -----------------------------------
+
+yaml_documents = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+SPELLINGS = [
+    "a: 0x1F\nb: 0o17\nc: 1_000\nd: +12\ne: -3.5e2\nf: .inf\ng: ~\nh: yes\ni: Off\n",
+    "base: &b {x: 1, y: [1, 2]}\nuse: {<<: *b, y: 3}\nlist: [*b, *b]\n",
+    "k: |\n  two\n  lines\nl: >-\n  folded\n  text\nm: 'it''s'\nn: \"tab\\there\"\n",
+    "? complex key\n: value\n'quoted: key': 1\n\"1\": one\n",
+    "multi: [a, {b: c}, [d]]\n---\nsecond: doc\n---\n- third\n",
+]
+
+
+@settings(FUZZ, max_examples=200)
+@given(value=yaml_documents, style=st.sampled_from([False, True, None]))
+def test_the_loader_reads_what_safe_load_reads(value: Any, style: bool | None) -> None:
+    import yaml
+
+    text = yaml.safe_dump_all([value, value], default_flow_style=style)
+    loaded = validation.manifests.load_bytes(text.encode())
+    assert loaded.issues == []
+    # An explicit `null` document is kept (and later refused as not a mapping).
+    assert [d.data for d in loaded.documents] == list(yaml.safe_load_all(text))
+
+
+def test_the_loader_reads_yaml_spellings_like_safe_load() -> None:
+    import yaml
+
+    for text in SPELLINGS:
+        loaded = validation.manifests.load_bytes(text.encode())
+        assert loaded.issues == [] and all(not d.issues for d in loaded.documents), text
+        assert [d.data for d in loaded.documents] == list(yaml.safe_load_all(text)), text
