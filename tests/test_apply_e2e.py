@@ -65,7 +65,7 @@ def world(emulator: Emulator, tmp_path: Path) -> Path:
 def run(
     emulator: Emulator, tmp_path: Path, *args: str, timeout: float = 90, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    environment = cli_env(emulator, tmp_path, IB_PASSWORD=SECRET, **env)
+    environment = cli_env(emulator, tmp_path, **{"IB_PASSWORD": SECRET, **env})
     return subprocess.run(
         [*RECONCILER, *args],
         env=environment,

@@ -90,6 +90,8 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
             self._reader.join(timeout=5)
+            if self.proc.stderr is not None:
+                self.proc.stderr.close()
         return code
 
 

@@ -1,0 +1,80 @@
+"""`reconciler emulator`: serve the API emulator until SIGINT/SIGTERM, then exit 0."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+
+from reconciler.emulator import Emulator, load_seed_file, parse_fault
+from reconciler.errors import ConfigError
+
+
+def _credentials() -> tuple[str | None, str | None]:
+    user_id, token = os.environ.get("QC_USER_ID"), os.environ.get("QC_API_TOKEN")
+    if bool(user_id) != bool(token):
+        raise ConfigError(
+            "set both QC_USER_ID and QC_API_TOKEN for the emulator to accept, or neither "
+            "to have it generate a pair"
+        )
+    return user_id or None, token or None
+
+
+def run(args: argparse.Namespace) -> int:
+    user_id, token = _credentials()
+    faults = []
+    for spec in args.fault:
+        try:
+            faults.append(parse_fault(spec))
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    if args.compile_delay < 0:
+        raise ConfigError("--compile-delay must not be negative")
+    try:
+        emulator = Emulator(
+            args.host,
+            args.port,
+            user_id=user_id,
+            token=token,
+            data_dir=args.data,
+            compile_delay=args.compile_delay,
+            access_log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+        if args.seed:
+            emulator.seed(load_seed_file(args.seed))
+        for endpoint, knobs in faults:
+            emulator.inject(endpoint, **knobs)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(str(error)) from None
+    try:
+        emulator.start()
+    except OSError as error:
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"QuantConnect API v2 emulator listening on {emulator.url}")
+    print(f"user id: {emulator.user_id}")
+    if token is None:
+        print("generated credentials; to use them from another shell:")
+        print(
+            f"  export QC_API_URL={emulator.url} QC_USER_ID={emulator.user_id} "
+            f"QC_API_TOKEN={emulator.token}"
+        )
+    else:
+        print("accepting the credentials in QC_USER_ID / QC_API_TOKEN")
+    print("stop with Ctrl-C", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        emulator.stop()
+    print("emulator stopped", flush=True)
+    return 0

@@ -1,0 +1,485 @@
+"""The emulator's HTTP face: routing, authentication, fault injection, statistics.
+
+A stdlib `ThreadingHTTPServer` speaking HTTP/1.1 with keep-alive, one thread per
+connection. `disable_nagle_algorithm` matters: without it every keep-alive answer waits
+for the peer's delayed ACK (~40 ms here). `stop()` closes every open connection and joins
+every thread it started, so a test that stops the emulator leaves nothing behind.
+
+Authentication is the API's: a `Timestamp` header (unix seconds) and HTTP Basic
+`user_id : sha256(f"{token}:{timestamp}")` in lowercase hex. A missing header, an unknown
+user, a wrong hash, or a timestamp more than `AUTH_WINDOW` seconds away from the
+emulator's clock is answered 401 with `WWW-Authenticate` and a JSON error body.
+
+Faults are injected per endpoint (`live/create`, `live/list`, ...), in this order on each
+authenticated call: `latency` (seconds, every call), `ratelimit` (answer the next k calls
+429 with `Retry-After`), `fail` (answer the next k calls with `status`, doing nothing),
+`drop_before` (close the next k connections without acting), `drop` (act, then close
+without answering: "commit then drop", the client cannot know the outcome).
+
+Admin endpoints (same authentication, outside the API prefix):
+`POST /_emulator/faults` `{"endpoint": "live/create", "latency": 0.05, ...}`,
+`POST /_emulator/faults/clear`, `POST /_emulator/stats`,
+`POST /_emulator/live/kill` `{"projectId": N}`, `POST /_emulator/seed` (a seed document).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+from reconciler.emulator.spec import Rejected
+from reconciler.emulator.world import World
+
+API_PREFIX = "/api/v2/"
+ADMIN_PREFIX = "/_emulator/"
+AUTH_WINDOW = 600  # seconds either side of the emulator's clock
+REALM = 'Basic realm="QuantConnect API v2"'
+MAX_BODY = 1 << 20
+
+
+@dataclass
+class Fault:
+    latency: float = 0.0
+    fail: int = 0
+    status: int = 500
+    ratelimit: int = 0
+    retry_after: float = 1.0
+    drop: int = 0
+    drop_before: int = 0
+
+
+FAULT_KNOBS = frozenset(f.name for f in fields(Fault))
+
+
+def parse_fault(spec: str) -> tuple[str, dict[str, float]]:
+    """`live/create:fail=2,status=500` -> ("live/create", {"fail": 2, "status": 500})."""
+    endpoint, _, knobs = spec.partition(":")
+    if not endpoint or not knobs:
+        raise ValueError(f"fault {spec!r}: expected ENDPOINT:KNOB=VALUE[,KNOB=VALUE...]")
+    values: dict[str, float] = {}
+    for part in knobs.split(","):
+        name, _, text = part.partition("=")
+        name = name.strip().replace("-", "_")
+        if name not in FAULT_KNOBS:
+            raise ValueError(f"fault {spec!r}: unknown knob {name!r}; know {sorted(FAULT_KNOBS)}")
+        try:
+            values[name] = float(text)
+        except ValueError:
+            raise ValueError(f"fault {spec!r}: {name} needs a number, not {text!r}") from None
+    return endpoint, values
+
+
+def _endpoint(path: str) -> str:
+    path = path.split("?", 1)[0].strip("/")
+    return path.removeprefix("api/v2/")
+
+
+ROUTES: Mapping[str, Callable[[World, Mapping[str, Any]], dict[str, Any]]] = {
+    "projects/read": World.projects_read,
+    "projects/nodes/read": World.nodes_read,
+    "projects/nodes/update": World.nodes_update,
+    "compile/create": World.compile_create,
+    "compile/read": World.compile_read,
+    "live/create": World.live_create,
+    "live/read": World.live_read,
+    "live/list": World.live_list,
+    "live/update/stop": World.live_stop,
+    "live/update/liquidate": World.live_liquidate,
+    "lean/versions/read": World.lean_versions_read,
+}
+
+
+class _Drop(Exception):
+    """Close the connection without an answer."""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.emulator = emulator
+        self.connections: dict[socket.socket, threading.Thread] = {}
+        self.guard = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name="emulator-connection",
+            daemon=True,
+        )
+        with self.guard:
+            self.connections[request] = thread
+        thread.start()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.guard:
+                self.connections.pop(request, None)
+
+    def close_connections(self, timeout: float) -> None:
+        with self.guard:
+            open_now = list(self.connections.items())
+        for connection, _ in open_now:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + timeout
+        for _, thread in open_now:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: _Server
+    server_version = "qc-emulator"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # never the auth header; the access log below prints path and status only
+
+    def do_GET(self) -> None:
+        self._read_body()
+        self._answer(405, {"success": False, "errors": ["Every API v2 endpoint is POST."]})
+
+    do_PUT = do_DELETE = do_PATCH = do_GET
+
+    def do_POST(self) -> None:
+        started = time.monotonic()
+        emulator = self.server.emulator
+        status = 0
+        endpoint = _endpoint(self.path)
+        try:
+            status = self._handle(emulator, endpoint)
+        except _Drop:
+            status = 0
+            self.close_connection = True
+        finally:
+            emulator._record(endpoint, status, started)
+
+    def _handle(self, emulator: Emulator, endpoint: str) -> int:
+        raw = self._read_body()
+        admin = self.path.startswith(ADMIN_PREFIX)
+        if not admin and not self.path.startswith(API_PREFIX):
+            return self._answer(404, {"success": False, "errors": [f"No such path {self.path}"]})
+        problem = emulator._authenticate(
+            self.headers.get("Authorization"), self.headers.get("Timestamp")
+        )
+        if problem:
+            return self._answer(401, {"success": False, "errors": [problem]}, auth=True)
+        if raw is None:
+            return self._answer(413, {"success": False, "errors": ["Request body too large."]})
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            return self._answer(400, {"success": False, "errors": ["Request body is not JSON."]})
+        if not isinstance(body, dict):
+            return self._answer(
+                400, {"success": False, "errors": ["Request body must be a JSON object."]}
+            )
+        if admin:
+            return self._answer(*emulator._admin(endpoint.removeprefix("_emulator/"), body))
+        route = ROUTES.get(endpoint)
+        if route is None:
+            return self._answer(
+                404, {"success": False, "errors": [f"Endpoint {endpoint} is not emulated."]}
+            )
+        if endpoint == "live/create":
+            emulator._note_create(body)
+        fault = emulator._take_fault(endpoint)
+        if fault is not None:
+            kind, value = fault
+            if kind == "ratelimit":
+                return self._answer(
+                    429,
+                    {"success": False, "errors": ["Too many requests."]},
+                    headers={"Retry-After": f"{value:g}"},
+                )
+            if kind == "fail":
+                return self._answer(
+                    int(value), {"success": False, "errors": ["Injected server error."]}
+                )
+            if kind == "drop_before":
+                raise _Drop
+        try:
+            answer = {**route(emulator.world, body), "success": True, "errors": []}
+        except Rejected as error:
+            answer = {"success": False, "errors": [str(error)]}
+        if fault is not None and fault[0] == "drop":
+            raise _Drop
+        return self._answer(200, answer)
+
+    def _read_body(self) -> bytes | None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        if length > MAX_BODY:
+            self.close_connection = True
+            return None
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _answer(
+        self,
+        status: int,
+        payload: Mapping[str, Any],
+        *,
+        auth: bool = False,
+        headers: Mapping[str, str] | None = None,
+    ) -> int:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if auth:
+            self.send_header("WWW-Authenticate", REALM)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+        return status
+
+
+class Emulator:
+    """A QuantConnect API v2 emulator on loopback; a context manager.
+
+    `Emulator(compile_delay=0.0)` for tests; `url`, `user_id` and `token` once started.
+    Seed it with `add_project` / `add_node` / `add_compile` / `add_live` or `seed(dict)`,
+    inject faults with `inject(endpoint, **knobs)`, read counters with `stats()`.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        user_id: str | None = None,
+        token: str | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        compile_delay: float = 1.0,
+        access_log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.user_id = user_id or str(secrets.randbelow(900_000) + 100_000)
+        self.token = token or secrets.token_hex(32)
+        self.world = World(self.user_id, compile_delay=compile_delay, data_dir=data_dir)
+        self.access_log = access_log
+        self._faults: dict[str, Fault] = {}
+        self._calls: dict[str, dict[str, int]] = {}
+        self._create_times: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:  # never the token
+        return f"Emulator(url={self.url if self._server else None!r}, user_id={self.user_id!r})"
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the emulator is not running")
+        host, port = str(self._server.server_address[0]), self._server.server_address[1]
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}/api/v2"
+
+    def start(self) -> Emulator:
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        self._server = _Server((self.host, self.port), self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="emulator",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        self._stopping.set()  # wakes handlers sleeping on injected latency
+        server.shutdown()
+        thread.join(timeout)
+        server.server_close()
+        server.close_connections(timeout)
+        self._server = self._thread = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ---- seeding and inspection (delegated to the world) -------------------------------------
+
+    def add_project(self, project_id: int, name: str | None = None, **options: Any) -> None:
+        self.world.add_project(project_id, name, **options)
+
+    def add_node(self, node_id: str, name: str | None = None, **options: Any) -> None:
+        self.world.add_node(node_id, name, **options)
+
+    def add_compile(
+        self, project_id: int, compile_id: str | None = None, *, state: str = "BuildSuccess"
+    ) -> str:
+        return self.world.add_compile(project_id, compile_id, state=state)
+
+    def add_live(
+        self, project_id: int, node_id: str, brokerage: Mapping[str, Any], **options: Any
+    ) -> str:
+        return self.world.add_live(project_id, node_id, brokerage, **options)
+
+    def seed(self, data: Mapping[str, Any]) -> None:
+        self.world.seed(data)
+
+    def kill(self, project_id: int) -> str:
+        return self.world.kill(project_id)
+
+    def has_project(self, project_id: int) -> bool:
+        return self.world.has_project(project_id)
+
+    def has_node(self, node_id: str) -> bool:
+        return self.world.has_node(node_id)
+
+    def has_compile(self, compile_id: str) -> bool:
+        return self.world.has_compile(compile_id)
+
+    def creates_committed(self, project_id: int | None = None) -> int:
+        return self.world.creates_committed(project_id)
+
+    def active_deployments(self, project_id: int | None = None) -> list[dict[str, Any]]:
+        return self.world.active_deployments(project_id)
+
+    # ---- faults and statistics -------------------------------------------------------------
+
+    def inject(self, endpoint: str, **knobs: float) -> None:
+        """Set faults on one endpoint, e.g. `inject("live/create", fail=2, status=503)`."""
+        unknown = set(knobs) - FAULT_KNOBS
+        if unknown:
+            raise TypeError(f"unknown fault knobs {sorted(unknown)}; know {sorted(FAULT_KNOBS)}")
+        endpoint = _endpoint(endpoint)
+        if endpoint not in ROUTES:
+            raise ValueError(f"unknown endpoint {endpoint!r}; know {sorted(ROUTES)}")
+        with self._lock:
+            fault = self._faults.setdefault(endpoint, Fault())
+            for name, value in knobs.items():
+                current = getattr(fault, name)
+                setattr(fault, name, type(current)(value))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def faults(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {endpoint: asdict(fault) for endpoint, fault in self._faults.items()}
+
+    def stats(self) -> dict[str, Any]:
+        """`calls[endpoint]` = {"total", "<status>": n}; `create_times` = every create received."""
+        with self._lock:
+            return {
+                "calls": {k: dict(v) for k, v in self._calls.items()},
+                "create_times": [dict(t) for t in self._create_times],
+                "creates_committed": {str(k): v for k, v in sorted(self.world.committed.items())},
+            }
+
+    def _take_fault(self, endpoint: str) -> tuple[str, float] | None:
+        with self._lock:
+            fault = self._faults.get(endpoint)
+            if fault is None:
+                return None
+            latency = fault.latency
+        if latency > 0:
+            self._stopping.wait(latency)
+        with self._lock:
+            for kind in ("ratelimit", "fail", "drop_before", "drop"):
+                if getattr(fault, kind) > 0:
+                    setattr(fault, kind, getattr(fault, kind) - 1)
+                    value = {"ratelimit": fault.retry_after, "fail": fault.status}.get(kind, 0)
+                    return kind, float(value)
+        return None
+
+    def _note_create(self, body: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._create_times.append({"time": time.time(), "projectId": body.get("projectId")})
+
+    def _record(self, endpoint: str, status: int, started: float) -> None:
+        with self._lock:
+            counts = self._calls.setdefault(endpoint, {"total": 0})
+            counts["total"] += 1
+            key = str(status) if status else "dropped"
+            counts[key] = counts.get(key, 0) + 1
+        if self.access_log is not None:
+            elapsed = (time.monotonic() - started) * 1000
+            self.access_log(f"POST /{endpoint} {key} {elapsed:.1f} ms")
+
+    def _authenticate(self, header: str | None, stamp: str | None) -> str | None:
+        """None when the call is authenticated, else the reason for the 401."""
+        if not header or not header.startswith("Basic "):
+            return "Authorization header missing: use HTTP Basic with your user id."
+        if not stamp or not stamp.isdigit():
+            return "Timestamp header missing: send the unix time the hash was made with."
+        if abs(time.time() - int(stamp)) > AUTH_WINDOW:
+            return f"Timestamp is too old for hash (allowed window {AUTH_WINDOW} s)."
+        try:
+            decoded = base64.b64decode(header[6:], validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return "Authorization header is not valid Basic credentials."
+        user, _, given = decoded.partition(":")
+        if user != self.user_id:
+            return "Unknown user id."
+        expected = hashlib.sha256(f"{self.token}:{stamp}".encode()).hexdigest()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return "Hash doesn't match."
+        return None
+
+    def _admin(self, action: str, body: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        try:
+            if action == "faults":
+                knobs = {k: v for k, v in body.items() if k != "endpoint"}
+                self.inject(str(body.get("endpoint", "")), **knobs)
+                return 200, {"success": True, "errors": [], "faults": self.faults()}
+            if action == "faults/clear":
+                self.clear_faults()
+                return 200, {"success": True, "errors": []}
+            if action == "stats":
+                return 200, {"success": True, "errors": [], **self.stats()}
+            if action == "live/kill":
+                deploy_id = self.kill(body.get("projectId"))  # type: ignore[arg-type]
+                return 200, {"success": True, "errors": [], "deployId": deploy_id}
+            if action == "seed":
+                self.seed(body)
+                return 200, {"success": True, "errors": []}
+        except (TypeError, ValueError) as error:
+            return 200, {"success": False, "errors": [str(error)]}
+        return 404, {"success": False, "errors": [f"No admin action {action!r}."]}

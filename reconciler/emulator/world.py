@@ -1,0 +1,681 @@
+"""The emulated account: projects, nodes, compiles, live deployments, and the API's rules.
+
+Every operation takes the request body as the API receives it and returns the response
+body the API sends (without `success`/`errors`, which the server adds), or raises
+`Rejected`, which the server turns into `success: false` with the reason. One lock guards
+everything; the operations are small, so it is never held for long.
+
+Rules enforced (DESIGN §8): one running live algorithm per project; a node runs one
+algorithm at a time; the compile must exist, belong to the project and have built;
+compiles advance InQueue -> BuildSuccess after `compile_delay` seconds (BuildError for a
+project marked `failBuild`); the brokerage settings must match a module of the spec (or
+the seed's legacy shape); stop and liquidate change the status.
+
+With a data directory, the world is saved after every change (write to a temporary
+file, fsync, rename), so it survives a restart and is never half-written. Brokerage
+credentials are checked and then forgotten: they are never stored or written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.emulator.spec import Brokerage, Rejected, check_brokerage, check_data_providers
+
+ACTIVE = frozenset({"InQueue", "LoggingIn", "Initializing", "History", "Running"})
+LIST_FILTERS = ("Running", "Stopped", "RuntimeError", "Liquidated")
+COMPILE_STATES = ("InQueue", "BuildSuccess", "BuildError")
+LIVE_STATUSES = (
+    "DeployError", "InQueue", "Running", "Stopped", "Liquidated", "Deleted", "Completed",
+    "RuntimeError", "Invalid", "LoggingIn", "Initializing", "History",
+)  # fmt: skip
+
+LEAN_VERSIONS: tuple[dict[str, Any], ...] = (
+    {"id": 17202, "name": "master", "description": "LEAN master", "ref": "refs/heads/master"},
+    {"id": 17100, "name": "v2.5.17100", "description": "LEAN 2.5", "ref": "refs/tags/v2.5.17100"},
+)
+MASTER_VERSION = 17202
+STATE_FILE = "emulator.json"
+FORMAT = 1
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _hex(n: int = 32) -> str:
+    return secrets.token_hex(n // 2)
+
+
+def _int(body: Mapping[str, Any], name: str, *, required: bool = True) -> int | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise Rejected(f"{name} is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Rejected(f"{name} must be an integer")
+    return value
+
+
+def _str(body: Mapping[str, Any], name: str) -> str:
+    value = body.get(name)
+    if value is None or value == "":
+        raise Rejected(f"{name} is required")
+    if not isinstance(value, str):
+        raise Rejected(f"{name} must be a string")
+    return value
+
+
+class World:
+    def __init__(
+        self,
+        user_id: str,
+        *,
+        compile_delay: float = 1.0,
+        data_dir: str | os.PathLike[str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.user_id = user_id
+        self.compile_delay = compile_delay
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.path = Path(data_dir) / STATE_FILE if data_dir is not None else None
+        self.projects: dict[int, dict[str, Any]] = {}
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.compiles: dict[str, dict[str, Any]] = {}
+        self.deployments: list[dict[str, Any]] = []
+        self.committed: Counter[int] = Counter()  # creates committed through the API
+        self._by_project: dict[int, list[dict[str, Any]]] = {}
+        self._on_node: dict[str, dict[str, Any]] = {}  # node id -> its active deployment
+        self.organization = _hex()
+        if self.path is not None:
+            self._load()
+
+    # ---- persistence -----------------------------------------------------------------
+
+    def _load(self) -> None:
+        assert self.path is not None
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as error:
+            raise ValueError(f"emulator state {self.path} is unreadable: {error}") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"emulator state {self.path} has an unknown format")
+        self.organization = data["organization"]
+        self.projects = {int(p["projectId"]): p for p in data["projects"]}
+        self.nodes = {n["id"]: n for n in data["nodes"]}
+        self.compiles = {c["compileId"]: c for c in data["compiles"]}
+        self.deployments = list(data["deployments"])
+        self.committed = Counter({int(k): v for k, v in data["committed"].items()})
+        for deployment in self.deployments:
+            self._index(deployment)
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        data = {
+            "format": FORMAT,
+            "organization": self.organization,
+            "projects": list(self.projects.values()),
+            "nodes": list(self.nodes.values()),
+            "compiles": list(self.compiles.values()),
+            "deployments": self.deployments,
+            "committed": {str(k): v for k, v in self.committed.items()},
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=".emulator-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(data, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    # ---- seeding (Python API) ----------------------------------------------------------
+
+    def add_project(
+        self,
+        project_id: int,
+        name: str | None = None,
+        *,
+        fail_build: bool = False,
+        description: str = "",
+        language: str = "Py",
+    ) -> None:
+        if isinstance(project_id, bool) or not isinstance(project_id, int) or project_id < 1:
+            raise ValueError(f"projectId must be a positive integer, not {project_id!r}")
+        with self.lock:
+            now = self.clock()
+            self.projects[project_id] = {
+                "projectId": project_id,
+                "name": name or f"Project {project_id}",
+                "description": description,
+                "language": language,
+                "failBuild": bool(fail_build),
+                "created": now,
+                "modified": now,
+                "activeNodes": [],
+                "liveForm": None,
+                "lastLiveDeployment": None,
+            }
+            self._save()
+
+    def add_node(self, node_id: str, name: str | None = None, *, sku: str = "L-MICRO") -> None:
+        if not isinstance(node_id, str) or not node_id:
+            raise ValueError(f"a node id must be a non-empty string, not {node_id!r}")
+        with self.lock:
+            self.nodes[node_id] = {"id": node_id, "name": name or node_id, "sku": sku}
+            self._save()
+
+    def add_compile(
+        self, project_id: int, compile_id: str | None = None, *, state: str = "BuildSuccess"
+    ) -> str:
+        if state not in COMPILE_STATES:
+            raise ValueError(f"compile state must be one of {list(COMPILE_STATES)}")
+        with self.lock:
+            self._project(project_id)
+            compile_id = compile_id or f"{_hex()}-{_hex()}"
+            self.compiles[compile_id] = {
+                "compileId": compile_id,
+                "projectId": project_id,
+                "created": self.clock(),
+                "state": state,
+            }
+            self._save()
+            return compile_id
+
+    def add_live(
+        self,
+        project_id: int,
+        node_id: str,
+        brokerage: Mapping[str, Any],
+        *,
+        compile_id: str | None = None,
+        status: str = "Running",
+    ) -> str:
+        """A deployment someone else made (in the web IDE, say): not counted as a create."""
+        if status not in LIVE_STATUSES:
+            raise ValueError(f"status must be one of {list(LIVE_STATUSES)}")
+        try:
+            accepted = check_brokerage(dict(brokerage))
+        except Rejected as error:
+            raise ValueError(str(error)) from None
+        with self.lock:
+            self._project(project_id)
+            if node_id not in self.nodes:
+                raise ValueError(f"node {node_id} does not exist")
+            if status in ACTIVE:
+                self._check_free(project_id, node_id)
+            deployment = self._deploy(
+                project_id, node_id, compile_id or "", MASTER_VERSION, accepted, status
+            )
+            self._save()
+            return str(deployment["deployId"])
+
+    def kill(self, project_id: int, message: str = "Runtime error (injected)") -> str:
+        """The project's running algorithm dies with a runtime error."""
+        with self.lock:
+            deployment = self._active(project_id)
+            if deployment is None:
+                raise ValueError(f"project {project_id} has no running live algorithm")
+            self._set_status(deployment, "RuntimeError", error=message)
+            self._save()
+            return str(deployment["deployId"])
+
+    def seed(self, data: Mapping[str, Any]) -> None:
+        """Add what a seed document describes, skipping what already exists."""
+        if not isinstance(data, Mapping):
+            raise ValueError("a seed must be a mapping with projects, nodes, compiles, live")
+        unknown = set(data) - {"projects", "nodes", "compiles", "live"}
+        if unknown:
+            raise ValueError(f"unknown seed sections: {sorted(unknown)}")
+        for item in _items(data, "projects"):
+            project_id = item.get("projectId")
+            if isinstance(project_id, int) and self.has_project(project_id):
+                continue
+            self.add_project(
+                project_id,  # type: ignore[arg-type]  # checked by add_project
+                item.get("name"),
+                fail_build=bool(item.get("failBuild", False)),
+                description=str(item.get("description", "")),
+            )
+        for item in _items(data, "nodes"):
+            if not self.has_node(item.get("id")):  # type: ignore[arg-type]
+                self.add_node(item.get("id"), item.get("name"))  # type: ignore[arg-type]
+        for item in _items(data, "compiles"):
+            compile_id = item.get("compileId")
+            if compile_id is None or not self.has_compile(compile_id):
+                self.add_compile(
+                    item.get("projectId"),  # type: ignore[arg-type]
+                    compile_id,
+                    state=item.get("state", "BuildSuccess"),
+                )
+        for item in _items(data, "live"):
+            project_id = item.get("projectId")
+            if isinstance(project_id, int) and self._active(project_id) is not None:
+                continue
+            self.add_live(
+                project_id,  # type: ignore[arg-type]
+                item.get("nodeId"),  # type: ignore[arg-type]
+                item.get("brokerage") or {"id": "QuantConnectBrokerage"},
+                status=item.get("status", "Running"),
+            )
+
+    # ---- queries for tests ---------------------------------------------------------------
+
+    def has_project(self, project_id: int) -> bool:
+        with self.lock:
+            return project_id in self.projects
+
+    def has_node(self, node_id: str) -> bool:
+        with self.lock:
+            return node_id in self.nodes
+
+    def has_compile(self, compile_id: str) -> bool:
+        with self.lock:
+            return compile_id in self.compiles
+
+    def creates_committed(self, project_id: int | None = None) -> int:
+        with self.lock:
+            if project_id is None:
+                return sum(self.committed.values())
+            return self.committed[project_id]
+
+    def active_deployments(self, project_id: int | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                self._summary(d)
+                for d in self.deployments
+                if d["status"] in ACTIVE and project_id in (None, d["projectId"])
+            ]
+
+    # ---- internals ---------------------------------------------------------------------
+
+    def _project(self, project_id: Any) -> dict[str, Any]:
+        project = self.projects.get(project_id)
+        if project is None:
+            raise Rejected(f"Project {project_id} not found.")
+        return project
+
+    def _active(self, project_id: int) -> dict[str, Any] | None:
+        for deployment in self._by_project.get(project_id, ()):
+            if deployment["status"] in ACTIVE:
+                return deployment
+        return None
+
+    def _node_user(self, node_id: str) -> dict[str, Any] | None:
+        return self._on_node.get(node_id)
+
+    def _index(self, deployment: dict[str, Any]) -> None:
+        self._by_project.setdefault(deployment["projectId"], []).append(deployment)
+        if deployment["status"] in ACTIVE:
+            self._on_node[deployment["nodeId"]] = deployment
+
+    def _set_status(self, deployment: dict[str, Any], status: str, error: str = "") -> None:
+        deployment.update(status=status, stopped=self.clock(), error=error)
+        if self._on_node.get(deployment["nodeId"]) is deployment:
+            del self._on_node[deployment["nodeId"]]
+
+    def _check_free(self, project_id: int, node_id: str) -> None:
+        running = self._active(project_id)
+        if running is not None:
+            raise Rejected(
+                f"Project {project_id} already has a live algorithm running "
+                f"({running['deployId']}); stop it before deploying again."
+            )
+        busy = self._node_user(node_id)
+        if busy is not None:
+            raise Rejected(
+                f"Node {node_id} is busy running project {busy['projectId']}; "
+                "a node runs one algorithm at a time."
+            )
+
+    def _deploy(
+        self,
+        project_id: int,
+        node_id: str,
+        compile_id: str,
+        version: int,
+        brokerage: Brokerage,
+        status: str,
+        providers: Iterable[str] = ("QuantConnectBrokerage",),
+        auto_restart: bool = False,
+    ) -> dict[str, Any]:
+        now = self.clock()
+        deployment = {
+            "deployId": f"L-{_hex()}",
+            "projectId": project_id,
+            "nodeId": node_id,
+            "compileId": compile_id,
+            "versionId": version,
+            "brokerage": brokerage.id,
+            "environment": brokerage.environment,
+            "status": status,
+            "launched": now,
+            "stopped": None if status in ACTIVE else now,
+            "error": "",
+        }
+        self.deployments.append(deployment)
+        self._index(deployment)
+        project = self.projects[project_id]
+        project["lastLiveDeployment"] = now
+        project["liveForm"] = {
+            "brokerageData": {"authentication": {}},
+            "dataProvidersData": [{"id": key} for key in providers],
+            "node": node_id,
+            "notifyInsights": "false",
+            "notifyOrderEvents": "false",
+            "autoRestart": "true" if auto_restart else "false",
+        }
+        return deployment
+
+    def _compile_state(self, compile: Mapping[str, Any]) -> str:
+        if compile["state"] != "InQueue":
+            return str(compile["state"])
+        if self.projects[compile["projectId"]].get("failBuild"):
+            return "BuildError"
+        if self.clock() >= compile["created"] + self.compile_delay:
+            return "BuildSuccess"
+        return "InQueue"
+
+    def _summary(self, deployment: Mapping[str, Any]) -> dict[str, Any]:
+        project = self.projects.get(deployment["projectId"], {})
+        return {
+            "projectId": deployment["projectId"],
+            "deployId": deployment["deployId"],
+            "status": deployment["status"],
+            "launched": iso(deployment["launched"]),
+            "stopped": iso(deployment["stopped"]),
+            "brokerage": deployment["brokerage"],
+            "subscription": "Strategy Equity",
+            "equity": 100000.0,
+            "environment": deployment["environment"],
+            "description": project.get("description", ""),
+            "error": deployment["error"],
+            "leagues": [],
+        }
+
+    def _live_algorithm(self, deployment: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "message": deployment["error"],
+            "deployId": deployment["deployId"],
+            "status": deployment["status"],
+            "launched": iso(deployment["launched"]),
+            "stopped": iso(deployment["stopped"]),
+            "brokerage": deployment["brokerage"],
+            "securityTypes": "Equity",
+            "datacenter": "NY7",
+            "isPublicStreaming": False,
+            "public": False,
+            "files": [],
+            "runtimeStatistics": {
+                "Equity": "$100,000.00",
+                "Fees": "-$0.00",
+                "Holdings": "$0.00",
+                "Net Profit": "$0.00",
+                "Probabilistic Sharpe Ratio": "0%",
+                "Return": "0.00 %",
+                "Unrealized": "$0.00",
+                "Volume": "$0.00",
+            },
+            "charts": {"name": "Strategy Equity"},
+        }
+
+    def _project_view(self, project: Mapping[str, Any]) -> dict[str, Any]:
+        view = {
+            "projectId": project["projectId"],
+            "organizationId": self.organization,
+            "name": project["name"],
+            "modified": iso(project["modified"]),
+            "created": iso(project["created"]),
+            "ownerId": int(self.user_id) if self.user_id.isdigit() else 0,
+            "language": project["language"],
+            "collaborators": [],
+            "leanVersionId": MASTER_VERSION,
+            "leanPinnedToMaster": True,
+            "owner": True,
+            "description": project["description"],
+            "channelId": "",
+            "parameters": [],
+            "libraries": [],
+            "paperEquity": 100000.0,
+            "encrypted": False,
+            "codeRunning": self._active(project["projectId"]) is not None,
+            "leanEnvironment": 1,
+        }
+        if project["liveForm"] is not None:
+            view["liveForm"] = project["liveForm"]
+            view["lastLiveDeployment"] = iso(project["lastLiveDeployment"])
+        return view
+
+    def _node_view(self, node: Mapping[str, Any], project: Mapping[str, Any]) -> dict[str, Any]:
+        user = self._node_user(node["id"])
+        view: dict[str, Any] = {
+            "id": node["id"],
+            "name": node["name"],
+            "sku": node["sku"],
+            "description": "Live trading node",
+            "cpu": 1,
+            "ram": 0.5,
+            "speed": 2.4,
+            "hasGpu": 0,
+            "assets": 10,
+            "host": "",
+            "price": {"monthly": 20, "yearly": 200},
+            "busy": user is not None,
+            "active": node["id"] in project["activeNodes"],
+        }
+        if user is not None:
+            view.update(
+                usedBy=self.user_id,
+                userProfile=f"https://www.quantconnect.com/u/{self.user_id}",
+                projectName=self.projects[user["projectId"]]["name"],
+                projectId=user["projectId"],
+            )
+        return view
+
+    # ---- API operations ----------------------------------------------------------------
+
+    def projects_read(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        project_id = _int(body, "projectId", required=False)
+        start = _int(body, "start", required=False) or 0
+        end = _int(body, "end", required=False)
+        with self.lock:
+            if project_id is not None:
+                chosen = [self._project(project_id)]
+            else:
+                chosen = [self.projects[k] for k in sorted(self.projects)][start:end]
+            return {
+                "projects": [self._project_view(p) for p in chosen],
+                "versions": self.versions(),
+            }
+
+    def nodes_read(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        project_id = _int(body, "projectId")
+        with self.lock:
+            project = self._project(project_id)
+            return self._nodes_response(project)
+
+    def _nodes_response(self, project: Mapping[str, Any]) -> dict[str, Any]:
+        live = [self._node_view(n, project) for n in self.nodes.values()]
+        return {
+            "nodes": {"backtest": [], "research": [], "live": live},
+            "autoSelectNode": not project["activeNodes"],
+        }
+
+    def nodes_update(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        project_id = _int(body, "projectId")
+        nodes = body.get("nodes") or []
+        if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+            raise Rejected("nodes must be an array of node ids")
+        with self.lock:
+            project = self._project(project_id)
+            unknown = [n for n in nodes if n not in self.nodes]
+            if unknown:
+                raise Rejected(f"Unknown node ids: {unknown}")
+            project["activeNodes"] = list(nodes)
+            self._save()
+            return self._nodes_response(project)
+
+    def compile_create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        project_id = _int(body, "projectId")
+        with self.lock:
+            self._project(project_id)
+            compile_id = self.add_compile(project_id, state="InQueue")  # type: ignore[arg-type]
+            state = self._compile_state(self.compiles[compile_id])
+        return {
+            "compileId": compile_id,
+            "state": state,
+            "parameters": [],
+            "projectId": project_id,
+            "signature": _hex(),
+            "signatureOrder": ["main.py"],
+        }
+
+    def compile_read(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        project_id = _int(body, "projectId")
+        compile_id = _str(body, "compileId")
+        with self.lock:
+            self._project(project_id)
+            compile = self.compiles.get(compile_id)
+            if compile is None or compile["projectId"] != project_id:
+                raise Rejected(f"Compile {compile_id} not found in project {project_id}.")
+            state = self._compile_state(compile)
+        logs = {
+            "InQueue": ["Build request queued."],
+            "BuildSuccess": ["Build Success."],
+            "BuildError": ["Build Error: main.py(1,1): SyntaxError (emulated)."],
+        }[state]
+        return {"compileId": compile_id, "state": state, "logs": logs}
+
+    def live_create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        project_id = _int(body, "projectId")
+        assert project_id is not None
+        compile_id = _str(body, "compileId")
+        node_id = _str(body, "nodeId")
+        version_text = _str(body, "versionId")
+        if "brokerage" not in body:
+            raise Rejected("brokerage is required")
+        brokerage = check_brokerage(body["brokerage"])
+        providers = ["QuantConnectBrokerage"]
+        if body.get("dataProviders") is not None:
+            providers = check_data_providers(body["dataProviders"], brokerage)
+        version = self._version(version_text)
+        with self.lock:
+            self._project(project_id)
+            compile = self.compiles.get(compile_id)
+            if compile is None or compile["projectId"] != project_id:
+                raise Rejected(f"Compile {compile_id} not found in project {project_id}.")
+            state = self._compile_state(compile)
+            if state != "BuildSuccess":
+                raise Rejected(f"Compile {compile_id} has not built successfully ({state}).")
+            if node_id not in self.nodes:
+                raise Rejected(f"Node {node_id} not found.")
+            self._check_free(project_id, node_id)
+            deployment = self._deploy(
+                project_id,
+                node_id,
+                compile_id,
+                version,
+                brokerage,
+                "Running",
+                providers,
+                bool(body.get("automaticRedeploy", False)),
+            )
+            self.committed[project_id] += 1
+            self._save()
+            return {
+                "responseCode": "200 OK",
+                "source": "api-v2",
+                "deployId": deployment["deployId"],
+                "versionId": version,
+                "projectId": project_id,
+                "live": self._live_algorithm(deployment),
+            }
+
+    def _version(self, text: str) -> int:
+        if text == "-1":
+            return MASTER_VERSION
+        known = {str(v["id"]): int(v["id"]) for v in LEAN_VERSIONS}
+        if text not in known:
+            raise Rejected(f"versionId {text!r} is not a LEAN version (see /lean/versions/read)")
+        return known[text]
+
+    def live_read(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        project_id = _int(body, "projectId")
+        with self.lock:
+            project = self._project(project_id)
+            deployments = self._by_project.get(project_id, [])  # type: ignore[arg-type]
+            if not deployments:
+                raise Rejected(f"No live algorithm found for project {project_id}.")
+            latest = max(deployments, key=lambda d: d["launched"])
+            return {**self._live_algorithm(latest), "projectName": project["name"]}
+
+    def live_list(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        project_id = _int(body, "projectId", required=False)
+        status = body.get("status")
+        if status is not None and status not in LIST_FILTERS:
+            raise Rejected(f"status must be one of {list(LIST_FILTERS)}")
+        with self.lock:
+            if project_id is not None:
+                chosen = self._by_project.get(project_id, [])
+            else:
+                chosen = self.deployments
+            return {
+                "live": [
+                    self._summary(d) for d in chosen if status is None or d["status"] == status
+                ]
+            }
+
+    def live_stop(self, body: Mapping[str, Any], status: str = "Stopped") -> dict[str, Any]:
+        project_id = _int(body, "projectId")
+        with self.lock:
+            self._project(project_id)
+            deployment = self._active(project_id)  # type: ignore[arg-type]
+            if deployment is None:
+                raise Rejected(f"Project {project_id} has no running live algorithm.")
+            self._set_status(deployment, status)
+            self._save()
+            return {}
+
+    def live_liquidate(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self.live_stop(body, status="Liquidated")
+
+    def versions(self) -> list[dict[str, Any]]:
+        created = iso(1_700_000_000)
+        return [
+            {**v, "created": created, "leanHash": _hash(v), "leanCloudHash": "", "public": True}
+            for v in LEAN_VERSIONS
+        ]
+
+    def lean_versions_read(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return {"versions": self.versions()}
+
+
+def _hash(version: Mapping[str, Any]) -> str:
+    return f"{int(version['id']):040x}"
+
+
+def _items(data: Mapping[str, Any], section: str) -> list[dict[str, Any]]:
+    items = data.get(section) or []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ValueError(f"seed section {section!r} must be a list of mappings")
+    return items
