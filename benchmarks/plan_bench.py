@@ -10,6 +10,7 @@ every deployment.  Target (issue 5): plan <= 1.3x the floor, peak RSS <= 80 MB.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -17,9 +18,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import NODE, RECONCILER, cli_env, median_run, timed, write_paper_manifests
+from benchmarks._common import (
+    NODE,
+    RECONCILER,
+    EmulatorProcess,
+    cli_env,
+    median_run,
+    timed,
+    write_paper_manifests,
+)
 from reconciler.client import Credentials, QuantConnectClient
-from reconciler.emulator import Emulator
 
 
 def main() -> None:
@@ -31,14 +39,24 @@ def main() -> None:
     args = parser.parse_args()
     projects = range(20_001, 20_001 + args.manifests)
 
-    with tempfile.TemporaryDirectory() as tmp, Emulator() as emu:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
-        compile_ids = {}
-        for project_id in projects:
-            emu.add_project(project_id)
-            emu.add_node(NODE.format(project_id))
-            compile_ids[project_id] = emu.add_compile(project_id)
-            emu.add_live(project_id, NODE.format(project_id), {"id": "QuantConnectBrokerage"})
+        compile_ids = {p: f"{p:032x}-{p:032x}" for p in projects}
+        seed = {
+            "projects": [{"projectId": p} for p in projects],
+            "nodes": [{"id": NODE.format(p)} for p in projects],
+            "compiles": [{"projectId": p, "compileId": compile_ids[p]} for p in projects],
+            "live": [
+                {
+                    "projectId": p,
+                    "nodeId": NODE.format(p),
+                    "brokerage": {"id": "QuantConnectBrokerage"},
+                }
+                for p in projects
+            ],
+        }
+        emu = EmulatorProcess(seed, root)
+        stack.callback(emu.close)
         deployments = root / "deployments"
         write_paper_manifests(deployments, projects, compile_ids)
         env = cli_env(emu.url, emu.user_id, emu.token, root / "state.db")

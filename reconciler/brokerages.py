@@ -94,13 +94,15 @@ def to_wire(brokerage: Mapping[str, Any]) -> dict[str, Any]:
 def identity(wire: Mapping[str, Any]) -> tuple[str, str]:
     """(brokerage, environment) as `/live/list` reports them for these wire settings.
 
-    Environment convention: QuantConnectBrokerage is paper; the legacy shape says it
-    itself; a module's `*-environment` field maps live/Trade/Production to live and
+    Environment convention: QuantConnectBrokerage and PaperTrading are paper; the legacy
+    shape says it itself; a module's `*-environment` field maps live/Trade/Production to live and
     paper/Practice/uat/Beta to paper; Binance's `binance-use-testnet: paper` is paper;
     anything else is live.
     """
     kind = str(wire.get("id", ""))
     if kind == "QuantConnectBrokerage":
+        return kind, "paper"
+    if kind == "PaperTrading":
         return kind, "paper"
     if kind in LEGACY_WIRE_IDS or kind in PORTABLE_IDS:
         return kind, "paper" if wire.get("environment") == "paper" else "live"

@@ -26,6 +26,7 @@ import ipaddress
 import logging
 import os
 import random
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -180,6 +181,18 @@ def _live_from_summary(item: Mapping[str, Any]) -> LiveDeployment:
     )
 
 
+def _tls_context(base_url: str) -> ssl.SSLContext | bool:
+    """Certificate checks as httpx does them, for https.
+
+    A plain-http base URL (loopback only: the emulator, tests) never negotiates TLS, so it
+    gets a context that trusts no certificate at all instead of loading the CA bundle
+    (30 ms per client): should TLS ever happen there, it fails closed.
+    """
+    if base_url.startswith("http://"):
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verify + hostname check, no CAs
+    return True
+
+
 # ---- the client ----------------------------------------------------------------------
 
 
@@ -214,6 +227,7 @@ class QuantConnectClient:
         )
         self._http = httpx.Client(
             base_url=self.base_url + "/",
+            verify=_tls_context(self.base_url),
             auth=_QuantConnectAuth(credentials),
             timeout=timeout,
             limits=limits,

@@ -57,17 +57,23 @@ CLOCK_SKEW = 300.0
 # ---- desired state ---------------------------------------------------------------------
 
 
-def load_desired(paths: Sequence[str]) -> list[Deployment]:
-    """Validated manifests as Deployments; any problem refuses the whole set."""
+def load_desired(paths: Sequence[str], cache_path: str | None = None) -> list[Deployment]:
+    """Validated manifests as Deployments; any problem refuses the whole set.
+
+    `cache_path`: unchanged files are answered from there (validation.ResultCache).
+    """
     from reconciler import validation
 
-    report = validation.validate_paths(paths)
-    if not report.valid:
-        text = validation.format_problems(report, "text")
-        raise ManifestError(
-            f"manifests are invalid; nothing was done:\n{text}", problems=list(report.problems)
-        )
-    return [Deployment.from_manifest(m.data, m.file, m.line) for m in report.manifests]
+    # Many small objects, no reference cycles: the cyclic collector would only rescan them.
+    with validation.collector_paused():
+        report = validation.validate_paths(paths, cache_path=cache_path)
+        if not report.valid:
+            text = validation.format_problems(report, "text")
+            raise ManifestError(
+                f"manifests are invalid; nothing was done:\n{text}",
+                problems=list(report.problems),
+            )
+        return [Deployment.from_manifest(m.data, m.file, m.line) for m in report.manifests]
 
 
 # ---- fingerprints ----------------------------------------------------------------------
@@ -206,10 +212,16 @@ class Engine:
         return outcomes
 
     def make_plan(
-        self, desired: Sequence[Deployment], live: Sequence[LiveDeployment]
+        self,
+        desired: Sequence[Deployment],
+        live: Sequence[LiveDeployment],
+        *,
+        fingerprinted: bool = False,
     ) -> tuple[Plan, dict[str, str]]:
+        """The plan, and (when asked: for a saved plan) the fingerprints of its inputs."""
         recorded = self.store.records()
-        return planner.plan(desired, recorded, live), fingerprints(desired, recorded, live)
+        prints = fingerprints(desired, recorded, live) if fingerprinted else {}
+        return planner.plan(desired, recorded, live), prints
 
     # -- applying --------------------------------------------------------------------
 

@@ -103,9 +103,10 @@ def discover(paths: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
     files: list[str] = []
     failed: list[tuple[str, str]] = []
     seen: set[str] = set()
+    cwd = os.getcwd()
 
     def add(path: str) -> None:
-        key = path if path == STDIN else os.path.normpath(os.path.abspath(path))
+        key = path if path == STDIN else os.path.normpath(os.path.join(cwd, path))
         if key not in seen:
             seen.add(key)
             files.append(path)
@@ -161,9 +162,10 @@ def read_source(path: str) -> tuple[bytes | None, Issue | None]:
             # O_NONBLOCK: a FIFO named *.yaml must not hang us; fstat refuses it below.
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
             try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                status = os.fstat(fd)
+                if not stat.S_ISREG(status.st_mode):
                     return None, Issue(0, 0, (), "not a regular file")
-                data = _read_all(fd)
+                data = _read_all(fd, status.st_size)
             finally:
                 os.close(fd)
     except OSError as error:
@@ -177,9 +179,14 @@ def read_source(path: str) -> tuple[bytes | None, Issue | None]:
     return data, None
 
 
-def _read_all(fd: int) -> bytes:
-    chunks = [os.read(fd, 64 * 1024)]
+def _read_all(fd: int, size_hint: int = 0) -> bytes:
+    # One read when the size is known: asking one byte more and getting exactly the size
+    # means the end was reached. Otherwise (it grew, or a short read), read on.
+    want = min(size_hint, MAX_FILE_BYTES) + 1 if size_hint else 64 * 1024
+    chunks = [os.read(fd, want)]
     total = len(chunks[0])
+    if size_hint and total == size_hint:
+        return chunks[0]
     while chunks[-1] and total <= MAX_FILE_BYTES:
         chunks.append(os.read(fd, 64 * 1024))
         total += len(chunks[-1])

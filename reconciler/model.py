@@ -93,7 +93,7 @@ class Deployment:
             compile_id=str(spec["compileId"]),
             node_id=str(spec["nodeId"]),
             version_id=str(spec.get("versionId", DEFAULT_VERSION_ID)),
-            brokerage=parse_secret_refs(dict(spec["brokerage"]), base_dir),
+            brokerage=parse_secret_refs(spec["brokerage"], base_dir),  # a new dict
             data_providers=parse_secret_refs(providers, base_dir) if providers else None,
             automatic_redeploy=spec.get("automaticRedeploy"),
             labels=dict(metadata.get("labels") or {}),

@@ -47,7 +47,6 @@ class Sandbox:
     def __init__(self, desired: Sequence[Deployment] = (), directory: Path = SANDBOX_DIR) -> None:
         self.directory = directory
         self.desired = desired
-        self.state_path = str(directory / "state.db")
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:

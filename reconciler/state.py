@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 import sqlite3
 import threading
@@ -164,10 +165,7 @@ class SqliteStateStore:
                 str(self.path), timeout=30.0, check_same_thread=False, isolation_level=None
             )
             self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=30000")
-            self._migrate()
+            self._initialise()
         except sqlite3.DatabaseError as error:
             raise StateError(f"cannot use state file {self.path}: {error}") from None
         except OSError as error:
@@ -188,6 +186,27 @@ class SqliteStateStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def _initialise(self, patience: float = 30.0) -> None:
+        """WAL mode and migrations, waiting out another process doing the same.
+
+        Switching a new file to WAL takes an exclusive lock and SQLite answers "database is
+        locked" at once (without its busy handler) when two processes open a new state
+        file together, so that step is retried here, bounded.
+        """
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                self._db.execute("PRAGMA busy_timeout=30000")
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._migrate()
+                return
+            except sqlite3.OperationalError as error:
+                busy = "locked" in str(error) or "busy" in str(error)
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02 + random.random() * 0.05)
 
     def _migrate(self) -> None:
         with self._tx() as db:
@@ -417,6 +436,16 @@ class SqliteStateStore:
         return True
 
 
+def state_path(path: str | None) -> str:
+    """The state database: `--state`, else RECONCILER_STATE, else the default."""
+    return path or os.environ.get("RECONCILER_STATE") or DEFAULT_STATE_PATH
+
+
+def manifest_cache_path(state: str) -> str:
+    """Beside the state database: parsed manifests kept between runs (no secrets)."""
+    directory, name = os.path.split(state)
+    return os.path.join(directory, f"{os.path.splitext(name)[0]}.manifest-cache.json")
+
+
 def open_store(path: str | None) -> SqliteStateStore:
-    chosen = path or os.environ.get("RECONCILER_STATE") or DEFAULT_STATE_PATH
-    return SqliteStateStore(chosen)
+    return SqliteStateStore(state_path(path))

@@ -85,7 +85,7 @@ class Problem:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Manifest:
     """One valid LiveDeployment document; secret references left as written."""
 
@@ -106,37 +106,53 @@ class Report:
         return not self.problems
 
 
-def validate_paths(paths: Sequence[str], *, check_secrets: bool = False) -> Report:
+def validate_paths(
+    paths: Sequence[str], *, check_secrets: bool = False, cache_path: str | None = None
+) -> Report:
     """Load and check every manifest under `paths`; never raises for bad input.
 
     `check_secrets` also reports referenced environment variables that are unset and
     referenced files that do not exist (values are never read into messages).
+    `cache_path` names a `ResultCache` file: files whose content is unchanged since a
+    previous run are not parsed again (plan and apply use it; `validate` does not).
     """
     compiled_schema()  # load once before any fork, so workers inherit it
     files, failed = manifests.discover(paths)
-    # Loading builds many small objects and no reference cycles: the cyclic collector
-    # would only rescan them over and over (a third of the time at 10,000 files).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        results = _run(files, check_secrets)
-    finally:
-        if collecting:
-            gc.enable()
-    problems = [Problem(path, 0, 0, "", message) for path, message in failed]
-    found: list[Manifest] = []
-    documents = 0
-    for result in results:
-        documents += result.documents
-        found.extend(result.manifests)
-        problems.extend(result.problems)
-    problems.extend(_cross_file(results))
+    cache = ResultCache.load(cache_path) if cache_path and not check_secrets else None
+    with collector_paused():
+        results = _run(files, check_secrets) if cache is None else cache.run(files)
+        if cache is not None:
+            cache.save()
+        problems = [Problem(path, 0, 0, "", message) for path, message in failed]
+        found: list[Manifest] = []
+        documents = 0
+        for result in results:
+            documents += result.documents
+            found.extend(result.manifests)
+            problems.extend(result.problems)
+        problems.extend(_cross_file(results))
     return Report(
         files=len(files) + len(failed),
         documents=documents,
         manifests=found,
         problems=sorted(set(problems)),
     )
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (nests; restores what it found).
+
+    Loading builds many small objects and no reference cycles: the collector would only
+    rescan them over and over (a third of the time at 10,000 files).
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def format_problems(report: Report, fmt: str) -> str:
@@ -578,9 +594,9 @@ class _FileResult(NamedTuple):
     keys: list[_Keys]
 
 
-def _check_file(path: str, check_secrets: bool) -> _FileResult:
+def _check_file(path: str, check_secrets: bool, source: bytes | None = None) -> _FileResult:
     display = manifests.STDIN_NAME if path == manifests.STDIN else path
-    loaded = manifests.load_file(path)
+    loaded = manifests.load_file(path) if source is None else manifests.load_bytes(source)
     result = _FileResult(display, len(loaded.documents), [], [], [])
     for issue in loaded.issues:
         result.problems.append(_problem(display, issue))
@@ -627,24 +643,28 @@ def _problem(file: str, issue: manifests.Issue) -> Problem:
     return Problem(file, issue.line, issue.column, manifests.dotted(issue.path), issue.message)
 
 
-def _keys(document: manifests.Document) -> _Keys:
-    data = document.data
+def _key_values(data: Any) -> tuple[str | None, int | None]:
+    """metadata.name and spec.projectId of a document, None where absent or mistyped."""
     metadata, spec = data.get("metadata"), data.get("spec")
     name = metadata.get("name") if isinstance(metadata, dict) else None
     project = spec.get("projectId") if isinstance(spec, dict) else None
-    name_at = project_at = (document.line, 1)
-    if isinstance(name, str):
-        at = manifests.value_at(document.root, ["metadata", "name"])
-        name_at = (at.line, at.column)
-    else:
-        name = None
     if type(project) is float and project.is_integer():
         project = int(project)  # JSON Schema's integer: 5.0 is project 5
-    if type(project) is int:
+    return (
+        name if isinstance(name, str) else None,
+        project if type(project) is int else None,
+    )
+
+
+def _keys(document: manifests.Document) -> _Keys:
+    name, project = _key_values(document.data)
+    name_at = project_at = (document.line, 1)
+    if name is not None:
+        at = manifests.value_at(document.root, ["metadata", "name"])
+        name_at = (at.line, at.column)
+    if project is not None:
         at = manifests.value_at(document.root, ["spec", "projectId"])
         project_at = (at.line, at.column)
-    else:
-        project = None
     return _Keys(document.line, name, name_at, project, project_at)
 
 
@@ -972,9 +992,23 @@ def _threaded() -> bool:
         return False
 
 
-def _run(files: Sequence[str], check_secrets: bool) -> list[_FileResult]:
-    """Check files in order; spread over forked workers when there are many."""
-    forkable = [i for i, path in enumerate(files) if path != manifests.STDIN]
+def _run(
+    files: Sequence[str],
+    check_secrets: bool,
+    indexes: Sequence[int] | None = None,
+    sources: Mapping[int, bytes] | None = None,
+) -> list[_FileResult]:
+    """Check files (those at `indexes`, default all) in order; fork when there are many.
+
+    `sources` holds contents already read; forked workers inherit it.
+    """
+    chosen = range(len(files)) if indexes is None else indexes
+    sources = sources or {}
+
+    def check(index: int) -> _FileResult:
+        return _check_file(files[index], check_secrets, sources.get(index))
+
+    forkable = [i for i in chosen if files[i] != manifests.STDIN]
     workers = _workers(len(forkable))
     results: dict[int, _FileResult] = {}
     if workers > 1:
@@ -982,22 +1016,22 @@ def _run(files: Sequence[str], check_secrets: bool) -> list[_FileResult]:
         children: list[tuple[int, int, list[int]]] = []
         try:
             for share in shares[1:]:
-                children.append((*_fork(files, share, check_secrets), share))
+                children.append((*_fork(check, share), share))
             for index in shares[0]:
-                results[index] = _check_file(files[index], check_secrets)
+                results[index] = check(index)
             while children:
                 pid, read_end, share = children[0]
-                results.update(_collect(pid, read_end, files, share, check_secrets))
+                results.update(_collect(pid, read_end, check, share))
                 children.pop(0)
         finally:
             for pid, read_end, _ in children:  # interrupted: stop the workers left
                 with contextlib.suppress(OSError):
                     os.close(read_end)
                 _stop(pid)
-    for index, path in enumerate(files):
+    for index in chosen:
         if index not in results:
-            results[index] = _check_file(path, check_secrets)
-    return [results[index] for index in range(len(files))]
+            results[index] = check(index)
+    return [results[index] for index in chosen]
 
 
 def _pack(result: _FileResult) -> tuple[Any, ...]:
@@ -1022,7 +1056,7 @@ def _unpack(packed: tuple[Any, ...]) -> _FileResult:
     )
 
 
-def _fork(files: Sequence[str], share: list[int], check_secrets: bool) -> tuple[int, int]:
+def _fork(check: Callable[[int], _FileResult], share: list[int]) -> tuple[int, int]:
     import pickle
 
     read_end, write_end = os.pipe()
@@ -1033,7 +1067,7 @@ def _fork(files: Sequence[str], share: list[int], check_secrets: bool) -> tuple[
             os.close(read_end)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             payload = pickle.dumps(
-                [_pack(_check_file(files[i], check_secrets)) for i in share],
+                [_pack(check(i)) for i in share],
                 protocol=pickle.HIGHEST_PROTOCOL,
             )
             with os.fdopen(write_end, "wb") as pipe:
@@ -1046,7 +1080,7 @@ def _fork(files: Sequence[str], share: list[int], check_secrets: bool) -> tuple[
 
 
 def _collect(
-    pid: int, read_end: int, files: Sequence[str], share: list[int], check_secrets: bool
+    pid: int, read_end: int, check: Callable[[int], _FileResult], share: list[int]
 ) -> dict[int, _FileResult]:
     import pickle
 
@@ -1059,7 +1093,7 @@ def _collect(
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError):
         received = {}
     if not received and share:  # the worker died: do its share here
-        received = {i: _check_file(files[i], check_secrets) for i in share}
+        received = {i: check(i) for i in share}
     return received
 
 
@@ -1069,3 +1103,152 @@ def _stop(pid: int) -> None:
         os.waitpid(pid, 0)
     except (ProcessLookupError, ChildProcessError):
         pass
+
+
+# ---- results kept between runs --------------------------------------------------------
+
+
+@functools.cache
+def _checker_digest() -> str:
+    """What a cached result depends on besides the file: the schema and this code."""
+    import hashlib
+
+    from reconciler import __version__
+
+    digest = hashlib.sha256(f"{CACHE_FORMAT}:{__version__}:".encode())
+    digest.update(schema_text().encode())
+    for module_file in (__file__, manifests.__file__):
+        try:
+            with open(module_file, "rb") as handle:
+                digest.update(handle.read())
+        except OSError:  # a zip import: the version above stands for the code
+            pass
+    return digest.hexdigest()
+
+
+CACHE_FORMAT = 1
+
+
+class ResultCache:
+    """Results of clean files from earlier runs, keyed by path and content digest.
+
+    A no-op `plan` of 10,000 manifests spends most of its time parsing YAML that has not
+    changed since the last run. Each file is still read and hashed (BLAKE2b of the bytes,
+    not mtime and size: a file rewritten within one clock tick must not be missed); only
+    the parse and the schema check are skipped. The cache is JSON (never pickle: it must
+    not be a way to run code), is replaced atomically, and is ignored whole when the schema
+    or the checking code changed. Files with problems are never cached.
+
+    An entry is `[digest, documents, [[line, data, name_line, name_column, project_line,
+    project_column], ...]]`: the keys of the cross-file rules are read back from `data`.
+    Entries are released as they are used and written again only when something changed,
+    so a no-op run holds each manifest once.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.entries: dict[str, list[Any]] = {}
+        self.clean: dict[str, tuple[str, _FileResult]] = {}  # what the next run may reuse
+        self.changed = False
+
+    @classmethod
+    def load(cls, path: str) -> ResultCache:
+        cache = cls(path)
+        try:
+            with open(path, "rb") as handle:
+                raw = json.loads(handle.read())
+        except (OSError, ValueError):
+            return cache
+        if (
+            isinstance(raw, dict)
+            and raw.get("checker") == _checker_digest()
+            and isinstance(raw.get("files"), dict)
+        ):
+            cache.entries = raw["files"]
+        return cache
+
+    def run(self, files: Sequence[str]) -> list[_FileResult]:
+        """Like `_run`, answering unchanged files from the cache."""
+        import hashlib
+
+        results: dict[int, _FileResult] = {}
+        pending: list[int] = []
+        sources: dict[int, bytes] = {}
+        digests: dict[int, str] = {}
+        for index, path in enumerate(files):
+            data = None if path == manifests.STDIN else manifests.read_source(path)[0]
+            if data is None:
+                pending.append(index)  # stdin or unreadable: checked (and reported) as usual
+                continue
+            digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+            entry = self.entries.pop(path, None)
+            hit = _from_cache(path, entry[1:]) if entry and entry[0] == digest else None
+            if hit is None:
+                pending.append(index)
+                sources[index] = data
+                digests[index] = digest
+            else:
+                results[index] = hit
+                self.clean[path] = (digest, hit)
+        for index, result in zip(pending, _run(files, False, pending, sources), strict=True):
+            results[index] = result
+            if index in digests and not result.problems and _json_safe(result):
+                self.clean[files[index]] = (digests[index], result)
+                self.changed = True
+        self.changed = self.changed or bool(self.entries)  # files gone since the last run
+        self.entries = {}
+        return [results[index] for index in range(len(files))]
+
+    def save(self) -> None:
+        """Write the cache if it changed; a failure only costs the next run some time."""
+        if not self.changed:
+            return
+        entries = {
+            path: [digest, *_to_cache(result)] for path, (digest, result) in self.clean.items()
+        }
+        directory = os.path.dirname(self.path) or "."
+        temporary = os.path.join(directory, f".{os.path.basename(self.path)}.{os.getpid()}.tmp")
+        try:
+            os.makedirs(directory, exist_ok=True)
+            with open(temporary, "w", encoding="utf-8") as handle:
+                json.dump({"checker": _checker_digest(), "files": entries}, handle)
+            os.replace(temporary, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+
+
+def _to_cache(result: _FileResult) -> list[Any]:
+    return [
+        result.documents,
+        [
+            [m.line, m.data, *k.name_at, *k.project_at]
+            for m, k in zip(result.manifests, result.keys, strict=True)
+        ],
+    ]
+
+
+def _json_safe(result: _FileResult) -> bool:
+    """Only what survives JSON unchanged is cached (no dates, no non-string keys)."""
+    packed = _to_cache(result)
+    try:
+        return bool(json.loads(json.dumps(packed, allow_nan=False)) == packed)
+    except (TypeError, ValueError):
+        return False
+
+
+def _from_cache(path: str, packed: Any) -> _FileResult | None:
+    try:
+        documents, found = packed
+        manifests_found, keys = [], []
+        for line, data, name_line, name_column, project_line, project_column in found:
+            name, project = _key_values(data)
+            if name is None or project is None:
+                return None
+            manifests_found.append(Manifest(path, line, data))
+            keys.append(
+                _Keys(line, name, (name_line, name_column), project, (project_line, project_column))
+            )
+        return _FileResult(path, documents, manifests_found, [], keys)
+    except (TypeError, ValueError, AttributeError):
+        return None

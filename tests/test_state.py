@@ -110,3 +110,28 @@ def test_garbage_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StateError, match="cannot use state file"):
         SqliteStateStore(path)
+
+
+def test_processes_opening_a_new_state_file_together_all_succeed(tmp_path: Path) -> None:
+    # Switching a fresh file to WAL is answered "database is locked" at once when another
+    # process does the same; the store must wait that out, not fail.
+    opener = (
+        "import sys, time\n"
+        "from reconciler.state import SqliteStateStore\n"
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+        "SqliteStateStore(sys.argv[1]).close()\n"
+    )
+    for round_ in range(8):  # the race is hit in about 4 rounds of 10 without the fix
+        path = tmp_path / f"fresh-{round_}.db"
+        start = time.time() + 0.5  # all four start together, after their imports
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", opener, str(path), str(start)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        results = [(p.wait(timeout=60), p.communicate()[1]) for p in procs]
+        assert all(code == 0 for code, _ in results), results

@@ -8,10 +8,10 @@ import sys
 from typing import Any
 
 from reconciler import render
-from reconciler.engine import Outcome, load_desired
+from reconciler.engine import Outcome
 from reconciler.errors import ConfigError, StalePlanError
 from reconciler.render import PLAN_FORMAT_VERSION
-from reconciler.runtime import connect
+from reconciler.runtime import connect, load_desired_for
 
 
 def read_plan_file(path: str) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     paths = [str(p) for p in saved["paths"]] if saved else args.paths
     if saved and saved.get("sandbox") and not args.sandbox:
         raise ConfigError(f"{args.plan} was made with --sandbox; apply it with --sandbox")
-    desired = load_desired(paths)
+    desired = load_desired_for(args, paths)
     with connect(args, desired, concurrency=args.concurrency) as rt:
         if saved and not saved.get("sandbox") and saved.get("apiUrl") != rt.api_url:
             raise StalePlanError(
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             live = rt.engine.fetch_live()
             for outcome in rt.engine.resolve_open_intents(live):
                 print(f"resolved an interrupted create: {render.outcome_line(outcome)}")
-            plan, fingerprints = rt.engine.make_plan(desired, live)
+            plan, fingerprints = rt.engine.make_plan(desired, live, fingerprinted=saved is not None)
             if saved is not None:
                 changed = [k for k, v in fingerprints.items() if saved["fingerprints"].get(k) != v]
                 if changed:

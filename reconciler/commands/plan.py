@@ -10,9 +10,8 @@ import uuid
 from pathlib import Path
 
 from reconciler import render
-from reconciler.engine import load_desired
 from reconciler.errors import ConfigError
-from reconciler.runtime import connect
+from reconciler.runtime import LivePrefetch, connect, load_desired_for
 
 
 def write_plan_file(path: str, document: dict[str, object]) -> None:
@@ -28,13 +27,15 @@ def write_plan_file(path: str, document: dict[str, object]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    desired = load_desired(args.paths)
+    # The live list is read (in a thread) while the manifests are parsed: plan only reads.
+    prefetch = None if args.sandbox else LivePrefetch(args)
+    desired = load_desired_for(args, args.paths)
     with connect(args, desired) as rt:
-        live = rt.engine.fetch_live()
+        live = prefetch.result() if prefetch else rt.engine.fetch_live()
         if rt.store.open_intents():
             with rt.store.lock():
                 rt.engine.resolve_open_intents(live)
-        plan, fingerprints = rt.engine.make_plan(desired, live)
+        plan, fingerprints = rt.engine.make_plan(desired, live, fingerprinted=bool(args.out))
         if args.out:
             write_plan_file(
                 args.out,

@@ -250,10 +250,12 @@ def test_a_worker_that_dies_is_replaced_by_the_parent(
     parent = os.getpid()
     real = validation._check_file
 
-    def dying(path: str, check_secrets: bool) -> validation._FileResult:
+    def dying(
+        path: str, check_secrets: bool, source: bytes | None = None
+    ) -> validation._FileResult:
         if os.getpid() != parent:
             os._exit(3)
-        return real(path, check_secrets)
+        return real(path, check_secrets, source)
 
     monkeypatch.setattr(validation, "_check_file", dying)
     report = validation.validate_paths(["d"])
