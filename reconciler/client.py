@@ -23,10 +23,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import itertools
 import logging
 import os
 import random
 import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -181,23 +183,34 @@ def _live_from_summary(item: Mapping[str, Any]) -> LiveDeployment:
     )
 
 
-def _tls_context(base_url: str) -> ssl.SSLContext | bool:
-    """Certificate checks as httpx does them, for https.
+def _tls_context(base_url: str) -> ssl.SSLContext:
+    """Certificate checks as httpx makes them (CA bundle, SSL_CERT_FILE/DIR), built once.
 
     A plain-http base URL (loopback only: the emulator, tests) never negotiates TLS, so it
     gets a context that trusts no certificate at all instead of loading the CA bundle
-    (30 ms per client): should TLS ever happen there, it fails closed.
+    (30 ms): should TLS ever happen there, it fails closed.
     """
     if base_url.startswith("http://"):
         return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verify + hostname check, no CAs
-    return True
+    return httpx.create_ssl_context()
+
+
+# Connections per lane: see QuantConnectClient.
+LANE_CONNECTIONS = 2
 
 
 # ---- the client ----------------------------------------------------------------------
 
 
 class QuantConnectClient:
-    """Typed calls to the API; a context manager that owns its connection pool."""
+    """Typed calls to the API; a context manager that owns its connections.
+
+    Safe to share between threads. The connections are split into lanes of
+    LANE_CONNECTIONS, each an httpx.Client of its own, and each thread sticks to one lane:
+    httpcore's pool does its bookkeeping under one lock per pool, and 64 threads on a
+    single pool spent 2.4 s of CPU (2.4 s wall) on 1,000 creates at 50 ms latency here,
+    against 0.8-1.0 s with lanes. The TLS context is built once and shared.
+    """
 
     def __init__(
         self,
@@ -221,19 +234,23 @@ class QuantConnectClient:
         self._max_retry_after = max_retry_after
         self._rate_limit_retries = rate_limit_retries
         self._observer = observer
-        timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
-        limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
-        self._http = httpx.Client(
-            base_url=self.base_url + "/",
-            verify=_tls_context(self.base_url),
-            auth=_QuantConnectAuth(credentials),
-            timeout=timeout,
-            limits=limits,
-            transport=transport,
-            headers={"User-Agent": f"qc-live-reconciler/{__version__}"},
-        )
+        self._lane_options: dict[str, Any] = {
+            "base_url": self.base_url + "/",
+            "verify": _tls_context(self.base_url),
+            "auth": _QuantConnectAuth(credentials),
+            "timeout": httpx.Timeout(read_timeout, connect=connect_timeout),
+            "limits": httpx.Limits(
+                max_connections=LANE_CONNECTIONS, max_keepalive_connections=LANE_CONNECTIONS
+            ),
+            "transport": transport,
+            "headers": {"User-Agent": f"qc-live-reconciler/{__version__}"},
+        }
+        lanes = max(1, -(-max_connections // LANE_CONNECTIONS))
+        self._lanes: list[httpx.Client | None] = [None] * lanes
+        self._lanes_lock = threading.Lock()
+        self._next_lane = itertools.count()
+        self._local = threading.local()
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"QuantConnectClient({self.base_url!r}, user_id={self.credentials.user_id!r})"
@@ -245,7 +262,27 @@ class QuantConnectClient:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        with self._lanes_lock:
+            self._closed = True
+            lanes, self._lanes = self._lanes, [None] * len(self._lanes)
+        for lane in lanes:
+            if lane is not None:
+                lane.close()
+
+    def _lane(self) -> httpx.Client:
+        """This thread's httpx client (threads are dealt lanes in turn)."""
+        lane: httpx.Client | None = getattr(self._local, "lane", None)
+        if lane is not None and not lane.is_closed:
+            return lane
+        with self._lanes_lock:
+            if self._closed:
+                raise RuntimeError("the QuantConnect client is closed")
+            index = next(self._next_lane) % len(self._lanes)
+            lane = self._lanes[index]
+            if lane is None:
+                lane = self._lanes[index] = httpx.Client(**self._lane_options)
+        self._local.lane = lane
+        return lane
 
     # -- transport -------------------------------------------------------------------
 
@@ -264,7 +301,7 @@ class QuantConnectClient:
         while True:
             started = time.monotonic()
             try:
-                response = self._http.post(endpoint, json=dict(body))
+                response = self._lane().post(endpoint, json=dict(body))
             except (httpx.ConnectError, httpx.ConnectTimeout) as error:
                 # Refused before anything was sent: the server cannot have acted.
                 self._observe(endpoint, type(error).__name__, started)

@@ -287,3 +287,37 @@ def test_custom_transport_seam_is_used() -> None:
     assert request.headers["Timestamp"].isdigit()
     assert request.headers["Authorization"].startswith("Basic ")
     assert request.url.path == "/api/v2/live/list"
+
+
+def test_one_client_serves_many_threads_on_a_bounded_set_of_lanes(emulator: Emulator) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    compile_ids = {}
+    for project_id in range(201, 241):
+        emulator.add_project(project_id)
+        emulator.add_node(f"LN-{project_id:032x}")
+        compile_ids[project_id] = emulator.add_compile(project_id)
+    with QuantConnectClient(
+        emulator.url, Credentials(emulator.user_id, emulator.token), max_connections=8
+    ) as c:
+        for _ in range(3):  # short-lived pools, as each daemon reconcile makes: no lane leak
+            with ThreadPoolExecutor(16) as pool:
+                listed = list(pool.map(lambda _: len(c.list_live()) >= 0, range(32)))
+            assert all(listed)
+        with ThreadPoolExecutor(16) as pool:
+            created = list(
+                pool.map(
+                    lambda p: c.create_live(
+                        project_id=p,
+                        compile_id=compile_ids[p],
+                        node_id=f"LN-{p:032x}",
+                        brokerage=PAPER,
+                    ).deploy_id,
+                    compile_ids,
+                )
+            )
+        assert len(set(created)) == 40
+        assert sum(lane is not None for lane in c._lanes) <= 4  # 8 connections, 2 a lane
+    assert emulator.creates_committed() == 40
+    with pytest.raises(RuntimeError, match="closed"):
+        c.list_live()

@@ -110,6 +110,9 @@ class _Drop(Exception):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # socketserver's default backlog is 5: a client opening 64 connections at once would
+    # see SYNs dropped and retransmitted a second later.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
