@@ -307,12 +307,14 @@ def test_one_client_serves_many_threads_on_a_bounded_set_of_lanes(emulator: Emul
         with ThreadPoolExecutor(16) as pool:
             created = list(
                 pool.map(
-                    lambda p: c.create_live(
-                        project_id=p,
-                        compile_id=compile_ids[p],
-                        node_id=f"LN-{p:032x}",
-                        brokerage=PAPER,
-                    ).deploy_id,
+                    lambda p: (
+                        c.create_live(
+                            project_id=p,
+                            compile_id=compile_ids[p],
+                            node_id=f"LN-{p:032x}",
+                            brokerage=PAPER,
+                        ).deploy_id
+                    ),
                     compile_ids,
                 )
             )
