@@ -83,6 +83,11 @@ class Sandbox:
     def seed(self, desired_set: Sequence[Deployment]) -> None:
         """Make the projects, nodes and builds the manifests reference exist."""
         emulator = self._emulator
+        with emulator.batch():
+            self._seed(emulator, desired_set)
+
+    @staticmethod
+    def _seed(emulator: Emulator, desired_set: Sequence[Deployment]) -> None:
         projects: set[int] = set()
         nodes: set[str] = set()
         for desired in desired_set:

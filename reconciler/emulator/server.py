@@ -365,6 +365,10 @@ class Emulator:
     def seed(self, data: Mapping[str, Any]) -> None:
         self.world.seed(data)
 
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Many add_* calls, one save of the data directory at the end."""
+        return self.world.batch()
+
     def kill(self, project_id: int) -> str:
         return self.world.kill(project_id)
 

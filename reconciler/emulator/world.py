@@ -18,6 +18,7 @@ credentials are checked and then forgotten: they are never stored or written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -25,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -101,8 +102,22 @@ class World:
         self._by_project: dict[int, list[dict[str, Any]]] = {}
         self._on_node: dict[str, dict[str, Any]] = {}  # node id -> its active deployment
         self.organization = _hex()
+        self._deferred = 0  # > 0 inside `batch()`: saves wait for its end
+        self._dirty = False
         if self.path is not None:
             self._load()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Many changes, one save at the end (seeding thousands of items)."""
+        with self.lock:
+            self._deferred += 1
+            try:
+                yield
+            finally:
+                self._deferred -= 1
+                if not self._deferred and self._dirty:
+                    self._save()
 
     # ---- persistence -----------------------------------------------------------------
 
@@ -128,6 +143,10 @@ class World:
     def _save(self) -> None:
         if self.path is None:
             return
+        if self._deferred:
+            self._dirty = True
+            return
+        self._dirty = False
         data = {
             "format": FORMAT,
             "organization": self.organization,
@@ -247,6 +266,10 @@ class World:
         unknown = set(data) - {"projects", "nodes", "compiles", "live"}
         if unknown:
             raise ValueError(f"unknown seed sections: {sorted(unknown)}")
+        with self.batch():
+            self._seed(data)
+
+    def _seed(self, data: Mapping[str, Any]) -> None:
         for item in _items(data, "projects"):
             project_id = item.get("projectId")
             if isinstance(project_id, int) and self.has_project(project_id):
