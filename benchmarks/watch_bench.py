@@ -43,9 +43,34 @@ def wait_until(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-de
     return False
 
 
-def start_daemon(root: Path, env: dict[str, str], cwd: str, resync: str) -> subprocess.Popen[bytes]:
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def reconciles(port: int) -> float:
+    """reconciler_reconciles_total{result="ok"} from the daemon's /metrics, 0 if not up."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith('reconciler_reconciles_total{result="ok"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def start_daemon(
+    root: Path, env: dict[str, str], cwd: str, resync: str, *extra: str
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [*RECONCILER, "watch", str(root), "--resync", resync],
+        [*RECONCILER, "watch", str(root), "--resync", resync, *extra],
         env=env,
         cwd=cwd,
         stdout=subprocess.DEVNULL,
@@ -109,9 +134,13 @@ def idle_cpu(manifests: int, seconds: float) -> tuple[float, float]:
         setup = timed([*RECONCILER, "apply", str(root), "--yes"], env=env, cwd=tmp)
         if setup.returncode != 0:
             raise SystemExit(setup.stdout[-2000:])
-        proc = start_daemon(root, env, tmp, "60")
+        port = free_port()
+        proc = start_daemon(root, env, tmp, "60", "--metrics-port", str(port))
         try:
-            time.sleep(10)  # start-up and the initial reconcile are not idle time
+            # Start-up and the initial reconcile (a full parse) are not idle time.
+            if not wait_until(lambda: reconciles(port) >= 1, 120):
+                raise SystemExit("the daemon did not finish its first reconcile in 120 s")
+            time.sleep(2)
             cpu0, wall0 = cpu_seconds(proc.pid), time.monotonic()
             time.sleep(seconds)
             cpu1, wall1 = cpu_seconds(proc.pid), time.monotonic()

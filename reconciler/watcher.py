@@ -41,6 +41,10 @@ from reconciler.runtime import Runtime
 log = logging.getLogger("reconciler.watch")
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
+# watchfiles wakes every `step` ms to debounce and to check the stop event: 10 ms cost
+# ~0.5 % of a core idle on 10,000 files here, 50 ms ~0.2 %; 25 ms keeps a lone save's
+# delivery near 30 ms.
+WATCH_STEP_MS = 25
 SETTLE_SECONDS = 0.02  # a file must keep its size and mtime this long before it is read
 SETTLE_TRIES = 25
 SUSPECT_SHRINK = 0.5  # losing more than half of the applied manifests at once is suspect
@@ -393,7 +397,7 @@ class Daemon:
                 *roots,
                 watch_filter=manifests_only,
                 debounce=1600,
-                step=10,
+                step=WATCH_STEP_MS,
                 stop_event=self.stop,
                 rust_timeout=500,
                 yield_on_timeout=False,
