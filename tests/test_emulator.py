@@ -1,0 +1,838 @@
+"""The emulator over loopback, spoken to with raw httpx and the API's own auth scheme.
+
+Deliberately not through our client: the emulator is the reference the client is tested
+against, so it is checked independently here.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reconciler.emulator import AUTH_WINDOW, Emulator, load_seed_file, parse_fault
+from reconciler.emulator.spec import ARRAY, BROKERAGES, INTEGER, STRING, Module
+from tests.conftest import LIVE_NODE, OTHER_NODE
+
+PAPER = {"id": "QuantConnectBrokerage"}
+
+
+def headers(user_id: str, token: str, stamp: int | None = None) -> dict[str, str]:
+    stamp = int(time.time()) if stamp is None else stamp
+    digest = hashlib.sha256(f"{token}:{stamp}".encode()).hexdigest()
+    basic = base64.b64encode(f"{user_id}:{digest}".encode()).decode()
+    return {"Timestamp": str(stamp), "Authorization": f"Basic {basic}"}
+
+
+class Api:
+    """POSTs with correct authentication, returning (status, body)."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+        self.http = httpx.Client(timeout=10)
+
+    def post(self, endpoint: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
+        url = f"{self.emulator.url}/{endpoint}"
+        auth = headers(self.emulator.user_id, self.emulator.token)
+        response = self.http.post(url, json={} if body is None else body, headers=auth, **kwargs)
+        return response.status_code, response.json()
+
+    def ok(self, endpoint: str, body: Any = None) -> Any:
+        status, data = self.post(endpoint, body)
+        assert status == 200 and data["success"] is True and data["errors"] == [], data
+        return data
+
+    def refused(self, endpoint: str, body: Any = None) -> str:
+        status, data = self.post(endpoint, body)
+        assert status == 200 and data["success"] is False and data["errors"], data
+        return str(data["errors"][0])
+
+    def admin(self, action: str, body: Any = None) -> httpx.Response:
+        url = self.emulator.url.replace("/api/v2", f"/_emulator/{action}")
+        auth = headers(self.emulator.user_id, self.emulator.token)
+        return self.http.post(url, json={} if body is None else body, headers=auth)
+
+
+@pytest.fixture
+def api(emulator: Emulator) -> Iterator[Api]:
+    client = Api(emulator)
+    yield client
+    client.http.close()
+
+
+def world(emulator: Emulator, project_id: int = 101, node: str = LIVE_NODE) -> str:
+    emulator.add_project(project_id, name=f"p{project_id}")
+    if not emulator.has_node(node):
+        emulator.add_node(node)
+    return emulator.add_compile(project_id)
+
+
+def create_body(project_id: int, compile_id: str, node: str = LIVE_NODE, **extra: Any) -> Any:
+    body = {
+        "versionId": "-1",
+        "projectId": project_id,
+        "compileId": compile_id,
+        "nodeId": node,
+        "brokerage": PAPER,
+    }
+    body.update(extra)
+    return body
+
+
+# ---- authentication --------------------------------------------------------------------
+
+
+def test_auth_failures_are_401_with_www_authenticate_and_a_json_body(
+    emulator: Emulator, api: Api
+) -> None:
+    url = f"{emulator.url}/projects/read"
+    now = int(time.time())
+    good = headers(emulator.user_id, emulator.token)
+    cases = {
+        "missing": {},
+        "not basic": {"Authorization": "Bearer x", "Timestamp": str(now)},
+        "no timestamp": {"Authorization": good["Authorization"]},
+        "text timestamp": {**good, "Timestamp": "yesterday"},
+        "stale": headers(emulator.user_id, emulator.token, now - AUTH_WINDOW - 60),
+        "future": headers(emulator.user_id, emulator.token, now + AUTH_WINDOW + 60),
+        "wrong hash": headers(emulator.user_id, "0" * 64),
+        "unknown user": headers("999", emulator.token),
+        "garbage basic": {"Authorization": "Basic !!!", "Timestamp": str(now)},
+    }
+    for case, sent in cases.items():
+        response = api.http.post(url, json={}, headers=sent)
+        assert response.status_code == 401, case
+        assert response.headers["WWW-Authenticate"].startswith("Basic"), case
+        body = response.json()
+        assert body["success"] is False and body["errors"], case
+        assert emulator.token not in response.text
+    assert api.http.post(url, json={}, headers=good).status_code == 200
+    assert emulator.token not in repr(emulator)
+
+
+def test_routing_and_bodies(emulator: Emulator, api: Api) -> None:
+    auth = headers(emulator.user_id, emulator.token)
+    assert api.http.get(f"{emulator.url}/projects/read", headers=auth).status_code == 405
+    assert api.post("no/such/endpoint")[0] == 404
+    outside = api.http.post(emulator.url.replace("/api/v2", "/other"), json={}, headers=auth)
+    assert outside.status_code == 404
+    broken = api.http.post(f"{emulator.url}/live/list", content=b"{nope", headers=auth)
+    assert broken.status_code == 400 and broken.json()["success"] is False
+    listed = api.http.post(f"{emulator.url}/live/list", content=b"[1, 2]", headers=auth)
+    assert listed.status_code == 400
+
+
+# ---- projects, nodes, compiles -----------------------------------------------------------
+
+
+def test_projects_read_all_one_and_slices(emulator: Emulator, api: Api) -> None:
+    for project_id in (3, 1, 2):
+        emulator.add_project(project_id, name=f"p{project_id}")
+    data = api.ok("projects/read")
+    assert [p["projectId"] for p in data["projects"]] == [1, 2, 3]
+    first = data["projects"][0]
+    for field in ("organizationId", "name", "modified", "created", "ownerId", "language"):
+        assert field in first
+    assert first["language"] in ("C#", "Py") and isinstance(first["ownerId"], int)
+    assert all(isinstance(v["id"], int) for v in data["versions"])
+    assert [
+        p["projectId"] for p in api.ok("projects/read", {"start": 1, "end": 2})["projects"]
+    ] == [2]
+    assert api.ok("projects/read", {"projectId": 2})["projects"][0]["name"] == "p2"
+    assert "not found" in api.refused("projects/read", {"projectId": 99})
+    assert "integer" in api.refused("projects/read", {"projectId": "2"})
+
+
+def test_nodes_read_update_and_busy(emulator: Emulator, api: Api) -> None:
+    compile_id = world(emulator)
+    emulator.add_node(OTHER_NODE)
+    data = api.ok("projects/nodes/read", {"projectId": 101})
+    assert data["autoSelectNode"] is True and data["nodes"]["backtest"] == []
+    assert {n["id"] for n in data["nodes"]["live"]} == {LIVE_NODE, OTHER_NODE}
+    updated = api.ok("projects/nodes/update", {"projectId": 101, "nodes": [OTHER_NODE]})
+    assert updated["autoSelectNode"] is False
+    assert {n["id"]: n["active"] for n in updated["nodes"]["live"]} == {
+        LIVE_NODE: False,
+        OTHER_NODE: True,
+    }
+    assert "Unknown node" in api.refused(
+        "projects/nodes/update", {"projectId": 101, "nodes": ["LN-x"]}
+    )
+    assert api.ok("projects/nodes/update", {"projectId": 101, "nodes": []})["autoSelectNode"]
+    api.ok("live/create", create_body(101, compile_id))
+    busy = {n["id"]: n for n in api.ok("projects/nodes/read", {"projectId": 101})["nodes"]["live"]}
+    assert busy[LIVE_NODE]["busy"] and busy[LIVE_NODE]["projectId"] == 101
+    assert busy[LIVE_NODE]["projectName"] == "p101" and not busy[OTHER_NODE]["busy"]
+    assert busy[LIVE_NODE]["hasGpu"] in (0, 1)
+
+
+def test_lean_versions(api: Api) -> None:
+    versions = api.ok("lean/versions/read")["versions"]
+    assert versions and all(isinstance(v["id"], int) for v in versions)
+
+
+def test_a_compile_still_in_queue_cannot_be_deployed() -> None:
+    with Emulator(compile_delay=60) as emulator, httpx.Client() as http:
+        api = Api(emulator)
+        api.http = http
+        emulator.add_project(1)
+        emulator.add_node(LIVE_NODE)
+        queued = api.ok("compile/create", {"projectId": 1})["compileId"]
+        assert "not built successfully (InQueue)" in api.refused(
+            "live/create", create_body(1, queued)
+        )
+        assert emulator.creates_committed() == 0
+
+
+def test_compiles_advance_and_fail_and_belong_to_their_project() -> None:
+    with Emulator(compile_delay=0.3) as emulator, httpx.Client() as http:
+        api = Api(emulator)
+        api.http = http
+        emulator.add_project(1)
+        emulator.add_project(2, fail_build=True)
+        made = api.ok("compile/create", {"projectId": 1})
+        head, _, tail = made["compileId"].partition("-")
+        assert len(head) == len(tail) == 32 and int(head + tail, 16) >= 0
+        assert made["state"] == "InQueue" and made["projectId"] == 1
+        deadline = time.monotonic() + 10
+        states = []
+        while time.monotonic() < deadline:
+            state = api.ok("compile/read", {"projectId": 1, "compileId": made["compileId"]})
+            states.append(state["state"])
+            if state["state"] != "InQueue":
+                break
+            time.sleep(0.05)
+        assert states[0] == "InQueue" and states[-1] == "BuildSuccess"
+        broken = api.ok("compile/create", {"projectId": 2})["compileId"]
+        assert api.ok("compile/read", {"projectId": 2, "compileId": broken})["state"] == (
+            "BuildError"
+        )
+        assert "not found" in api.refused(
+            "compile/read", {"projectId": 2, "compileId": made["compileId"]}
+        )
+
+
+# ---- live/create rules -----------------------------------------------------------------
+
+
+def test_create_answers_as_the_spec_says(emulator: Emulator, api: Api) -> None:
+    compile_id = world(emulator)
+    data = api.ok("live/create", create_body(101, compile_id))
+    assert data["deployId"].startswith("L-") and data["projectId"] == 101
+    assert data["versionId"] == 17202 and data["live"]["status"] == "Running"
+    assert data["live"]["stopped"] is None and data["live"]["deployId"] == data["deployId"]
+    assert emulator.creates_committed(101) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"versionId": -1}, "versionId must be a string"),
+        ({"versionId": "123"}, "not a LEAN version"),
+        ({"projectId": "101"}, "projectId must be an integer"),
+        ({"projectId": None}, "projectId is required"),
+        ({"compileId": None}, "compileId is required"),
+        ({"nodeId": None}, "nodeId is required"),
+        ({"projectId": 555}, "Project 555 not found"),
+        ({"nodeId": "LN-nope"}, "not found"),
+        ({"compileId": "0-0"}, "not found in project"),
+    ],
+)
+def test_create_refuses_bad_requests(
+    emulator: Emulator, api: Api, change: dict[str, Any], reason: str
+) -> None:
+    compile_id = world(emulator)
+    assert reason in api.refused("live/create", create_body(101, compile_id, **change))
+    assert emulator.creates_committed() == 0
+
+
+def test_create_rules_one_per_project_one_per_node_built_compile(
+    emulator: Emulator, api: Api
+) -> None:
+    compile_id = world(emulator)
+    other_compile = world(emulator, 102)
+    failed = emulator.add_compile(101, state="BuildError")
+    assert "not built" in api.refused("live/create", create_body(101, failed))
+    assert "not found in project" in api.refused("live/create", create_body(101, other_compile))
+    first = api.ok("live/create", create_body(101, compile_id))["deployId"]
+    emulator.add_node(OTHER_NODE)
+    assert "already has a live algorithm" in api.refused(
+        "live/create", create_body(101, compile_id, nodeId=OTHER_NODE)
+    )
+    assert "busy" in api.refused("live/create", create_body(102, other_compile))
+    assert emulator.creates_committed(101) == 1
+    api.ok("live/update/stop", {"projectId": 101})
+    again = api.ok("live/create", create_body(101, compile_id))["deployId"]
+    assert again != first and emulator.creates_committed(101) == 2
+
+
+# ---- brokerage settings ----------------------------------------------------------------
+
+
+def valid_settings(module: Module) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, kind in module.fields.items():
+        if isinstance(kind, tuple):
+            values[name] = kind[0]
+        elif kind == INTEGER:
+            values[name] = 1
+        elif kind == ARRAY:
+            values[name] = []
+        else:
+            assert kind == STRING
+            values[name] = "x"
+    return values
+
+
+def fresh_create(emulator: Emulator, api: Api, brokerage: Any, **extra: Any) -> tuple[int, Any]:
+    project_id = 1000 + len(emulator.world.projects)
+    node = f"LN-{project_id:032x}"
+    compile_id = world(emulator, project_id, node)
+    return api.post(
+        "live/create", create_body(project_id, compile_id, node, brokerage=brokerage, **extra)
+    )
+
+
+@pytest.mark.parametrize("module", BROKERAGES, ids=lambda m: m.component)
+def test_every_module_is_accepted_and_its_required_fields_enforced(
+    emulator: Emulator, api: Api, module: Module
+) -> None:
+    settings = valid_settings(module)
+    status, data = fresh_create(emulator, api, settings)
+    assert status == 200 and data["success"], data
+    (listed,) = [d for d in api.ok("live/list")["live"] if d["deployId"] == data["deployId"]]
+    assert listed["brokerage"] == module.id
+    assert listed["environment"] in ("live", "paper")
+    for field in module.required:
+        if field == "id" or (module.exchange and field == "binance-exchange-name"):
+            continue
+        missing = {k: v for k, v in settings.items() if k != field}
+        _, refused = fresh_create(emulator, api, missing)
+        assert refused["success"] is False and field in refused["errors"][0], field
+
+
+@pytest.mark.parametrize(
+    ("settings", "environment"),
+    [
+        ({"id": "QuantConnectBrokerage"}, "paper"),
+        (
+            {
+                "id": "TradierBrokerage",
+                "tradier-account-id": "a",
+                "tradier-access-token": "t",
+                "tradier-environment": "paper",
+            },
+            "paper",
+        ),
+        (
+            {
+                "id": "OandaBrokerage",
+                "oanda-account-id": "a",
+                "oanda-access-token": "t",
+                "oanda-environment": "Trade",
+            },
+            "live",
+        ),
+        (
+            {
+                "id": "OandaBrokerage",
+                "oanda-account-id": "a",
+                "oanda-access-token": "t",
+                "oanda-environment": "Practice",
+            },
+            "paper",
+        ),
+        (
+            {
+                "id": "InteractiveBrokersBrokerage",
+                "ib-user-name": "u",
+                "ib-account": "a",
+                "ib-password": "p",
+                "ib-weekly-restart-utc-time": "22:00:00",
+            },
+            "live",
+        ),
+        (
+            {
+                "id": "BinanceBrokerage",
+                "binance-exchange-name": "Binance",
+                "binance-api-key": "k",
+                "binance-api-secret": "s",
+                "binance-use-testnet": "paper",
+            },
+            "paper",
+        ),
+        (
+            {
+                "id": "Interactive",
+                "user": "u",
+                "password": "p",
+                "account": "a",
+                "environment": "live",
+            },
+            "live",
+        ),
+        (
+            {"id": "FXCM", "user": "u", "password": "p", "account": "a", "environment": "paper"},
+            "paper",
+        ),
+        ({"id": "PaperTrading"}, "paper"),
+    ],
+)
+def test_list_reports_the_environment_by_convention(
+    emulator: Emulator, api: Api, settings: dict[str, Any], environment: str
+) -> None:
+    status, data = fresh_create(emulator, api, settings)
+    assert status == 200 and data["success"], data
+    (listed,) = api.ok("live/list")["live"]
+    assert listed["environment"] == environment
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ("PaperTrading", "expected an object"),
+        ({}, "id is required"),
+        ({"id": "Robinhood"}, "unknown id"),
+        ({"id": "Interactive", "ib-user-name": "u"}, "module form"),
+        (
+            {"id": "Tradier", "user": "u", "password": "p", "account": "a", "environment": "prod"},
+            "environment",
+        ),
+        ({"id": "Oanda", "environment": "live"}, "required"),
+        (
+            {
+                "id": "TastytradeBrokerage",
+                "tastytrade-account-number": "12",
+                "tastytrade-refresh-token": "t",
+            },
+            "expected an integer",
+        ),
+        (
+            {
+                "id": "KrakenBrokerage",
+                "kraken-api-key": "k",
+                "kraken-api-secret": "s",
+                "kraken-verification-tier": "Gold",
+            },
+            "not one of",
+        ),
+        (
+            {
+                "id": "BinanceBrokerage",
+                "binance-exchange-name": "Bitstamp",
+                "binance-api-key": "k",
+                "binance-api-secret": "s",
+            },
+            "binance-exchange-name",
+        ),
+        (
+            {
+                "id": "BinanceBrokerage",
+                "binance-exchange-name": "BinanceUS",
+                "binance-api-key": "k",
+                "binance-api-secret": "s",
+            },
+            "binanceus-api-key",
+        ),
+    ],
+)
+def test_bad_brokerage_settings_are_refused_with_a_reason(
+    emulator: Emulator, api: Api, settings: Any, reason: str
+) -> None:
+    status, data = fresh_create(emulator, api, settings)
+    assert status == 200 and data["success"] is False and reason in data["errors"][0], data
+    assert emulator.creates_committed() == 0
+
+
+def test_data_providers(emulator: Emulator, api: Api) -> None:
+    polygon = {"PolygonDataFeed": {"id": "Polygon", "polygon-api-key": "k"}}
+    assert fresh_create(emulator, api, PAPER, dataProviders=polygon)[1]["success"]
+    for providers, reason in [
+        ({}, "at least one"),
+        ({"Bloomberg": {"id": "Bloomberg"}}, "unknown provider"),
+        ({"PolygonDataFeed": {"id": "PolygonDataFeed", "polygon-api-key": "k"}}, "unknown id"),
+        ({"QuantConnectBrokerage": "yes"}, "expected an object"),
+    ]:
+        _, data = fresh_create(emulator, api, PAPER, dataProviders=providers)
+        assert data["success"] is False and reason in data["errors"][0], (providers, data)
+    tradier_paper = {
+        "id": "TradierBrokerage",
+        "tradier-account-id": "a",
+        "tradier-access-token": "t",
+        "tradier-environment": "paper",
+    }
+    _, data = fresh_create(
+        emulator, api, tradier_paper, dataProviders={"TradierBrokerage": tradier_paper}
+    )
+    assert data["success"] is False and "Tradier in paper" in data["errors"][0]
+
+
+# ---- read, list, stop, liquidate ----------------------------------------------------------
+
+
+def test_read_list_stop_liquidate(emulator: Emulator, api: Api) -> None:
+    compile_id = world(emulator)
+    assert "No live algorithm" in api.refused("live/read", {"projectId": 101})
+    assert "no running" in api.refused("live/update/stop", {"projectId": 101})
+    first = api.ok("live/create", create_body(101, compile_id))["deployId"]
+    read = api.ok("live/read", {"projectId": 101})
+    assert (read["deployId"], read["status"], read["projectName"]) == (first, "Running", "p101")
+    assert isinstance(read["charts"], dict) and "Equity" in read["runtimeStatistics"]
+    api.ok("live/update/stop", {"projectId": 101})
+    assert api.ok("live/read", {"projectId": 101})["status"] == "Stopped"
+    second = api.ok("live/create", create_body(101, compile_id))["deployId"]
+    api.ok("live/update/liquidate", {"projectId": 101})
+    latest = api.ok("live/read", {"projectId": 101})
+    assert (latest["deployId"], latest["status"]) == (second, "Liquidated")
+    assert latest["stopped"] is not None
+    every = api.ok("live/list")["live"]
+    assert {d["deployId"]: d["status"] for d in every} == {first: "Stopped", second: "Liquidated"}
+    assert all(d["launched"].endswith("Z") and "T" in d["launched"] for d in every)
+    assert [d["deployId"] for d in api.ok("live/list", {"status": "Stopped"})["live"]] == [first]
+    assert api.ok("live/list", {"projectId": 999})["live"] == []
+    assert "status must be one of" in api.refused("live/list", {"status": "Deleted"})
+
+
+# ---- faults and statistics ---------------------------------------------------------------
+
+
+def test_fault_knobs(emulator: Emulator, api: Api) -> None:
+    compile_id = world(emulator)
+    emulator.inject("live/list", latency=0.3)
+    started = time.monotonic()
+    api.ok("live/list")
+    assert time.monotonic() - started >= 0.3
+    emulator.clear_faults()
+
+    emulator.inject("live/list", fail=2, status=503)
+    assert [api.post("live/list")[0] for _ in range(3)] == [503, 503, 200]
+
+    emulator.inject("live/list", ratelimit=1, retry_after=7)
+    auth = headers(emulator.user_id, emulator.token)
+    limited = api.http.post(f"{emulator.url}/live/list", json={}, headers=auth)
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "7"
+
+    emulator.inject("live/create", drop_before=1)
+    with pytest.raises(httpx.RemoteProtocolError):
+        api.post("live/create", create_body(101, compile_id))
+    assert emulator.creates_committed(101) == 0
+
+    emulator.inject("live/create", drop=1)
+    with pytest.raises(httpx.RemoteProtocolError):
+        api.post("live/create", create_body(101, compile_id))
+    assert emulator.creates_committed(101) == 1  # committed, answer lost
+    assert len(emulator.active_deployments(101)) == 1
+
+    stats = emulator.stats()
+    assert stats["calls"]["live/list"]["total"] == 5
+    assert stats["calls"]["live/list"]["503"] == 2 and stats["calls"]["live/list"]["429"] == 1
+    assert stats["calls"]["live/create"]["dropped"] == 2
+    assert [set(t) >= {"time", "projectId"} for t in stats["create_times"]] == [True, True]
+    with pytest.raises(TypeError):
+        emulator.inject("live/list", explode=1)
+    with pytest.raises(ValueError):
+        emulator.inject("live/teleport", fail=1)
+
+
+def test_admin_endpoints(emulator: Emulator, api: Api) -> None:
+    compile_id = world(emulator)
+    answer = api.admin("faults", {"endpoint": "live/list", "fail": 1, "status": 502})
+    assert answer.json()["faults"]["live/list"]["fail"] == 1
+    assert api.post("live/list")[0] == 502
+    api.admin("faults", {"endpoint": "live/list", "fail": 5})
+    api.admin("faults/clear")
+    assert api.post("live/list")[0] == 200
+    assert api.admin("faults", {"endpoint": "live/list", "wobble": 1}).json()["success"] is False
+    api.ok("live/create", create_body(101, compile_id))
+    killed = api.admin("live/kill", {"projectId": 101}).json()
+    assert killed["success"] and api.ok("live/read", {"projectId": 101})["status"] == "RuntimeError"
+    stats = api.admin("stats").json()
+    assert stats["calls"]["live/create"]["total"] == 1 and stats["creates_committed"] == {"101": 1}
+    assert api.admin("seed", {"projects": [{"projectId": 7, "name": "seeded"}]}).json()["success"]
+    assert emulator.has_project(7)
+    assert api.admin("nothing").status_code == 404
+    anonymous = api.http.post(emulator.url.replace("/api/v2", "/_emulator/stats"), json={})
+    assert anonymous.status_code == 401
+
+
+def test_parse_fault() -> None:
+    assert parse_fault("live/create:fail=2,status=500") == (
+        "live/create",
+        {"fail": 2.0, "status": 500.0},
+    )
+    assert parse_fault("live/list:retry-after=3,ratelimit=1")[1] == {
+        "retry_after": 3.0,
+        "ratelimit": 1.0,
+    }
+    for bad in ("live/create", "live/create:boom=1", "live/create:fail=x", ":fail=1"):
+        with pytest.raises(ValueError):
+            parse_fault(bad)
+
+
+# ---- persistence and seeding -------------------------------------------------------------
+
+
+def test_state_survives_a_restart_and_never_holds_credentials(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    secret = "Zebra-secret-4471"
+    with Emulator(data_dir=str(data), compile_delay=0) as emulator:
+        emulator.add_project(5, name="kept")
+        emulator.add_node(LIVE_NODE)
+        compile_id = emulator.add_compile(5)
+        with httpx.Client() as http:
+            api = Api(emulator)
+            api.http = http
+            ib = {
+                "id": "InteractiveBrokersBrokerage",
+                "ib-user-name": "u",
+                "ib-account": "DU1",
+                "ib-password": secret,
+                "ib-weekly-restart-utc-time": "22:00:00",
+            }
+            deploy_id = api.ok("live/create", create_body(5, compile_id, brokerage=ib))["deployId"]
+    for path in data.rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(errors="replace")
+    assert [p.name for p in data.iterdir()] == ["emulator.json"]  # no temporary file left
+    with Emulator(data_dir=str(data)) as again:
+        assert again.has_project(5) and again.has_node(LIVE_NODE) and again.has_compile(compile_id)
+        assert [d["deployId"] for d in again.active_deployments(5)] == [deploy_id]
+        assert again.creates_committed(5) == 1
+    (data / "emulator.json").write_text("{half")
+    with pytest.raises(ValueError, match="unreadable"):
+        Emulator(data_dir=str(data))
+
+
+def test_seed_from_yaml_and_json_twice(tmp_path: Path) -> None:
+    seed_yaml = tmp_path / "seed.yaml"
+    seed_yaml.write_text(
+        "projects:\n"
+        "  - {projectId: 1, name: one}\n"
+        "  - {projectId: 2, failBuild: true}\n"
+        f"nodes: [{{id: {LIVE_NODE}}}, {{id: {OTHER_NODE}}}]\n"
+        "compiles: [{projectId: 1, compileId: c-1}]\n"
+        f"live: [{{projectId: 1, nodeId: {LIVE_NODE}, brokerage: {{id: QuantConnectBrokerage}}}}]\n"
+    )
+    seed_json = tmp_path / "seed.json"
+    seed_json.write_text(json.dumps(load_seed_file(str(seed_yaml))))
+    with Emulator(compile_delay=0) as emulator:
+        for _ in range(2):
+            emulator.seed(load_seed_file(str(seed_yaml)))
+            emulator.seed(load_seed_file(str(seed_json)))
+        assert emulator.has_compile("c-1") and len(emulator.active_deployments()) == 1
+        assert emulator.world.projects[2]["failBuild"] is True
+    for text, reason in [
+        ("[1, 2]", "mapping"),
+        ("projects: 3", "list of mappings"),
+        ("planets: []", "unknown seed sections"),
+        ("projects: [{projectId: zero}]", "positive integer"),
+        ("{unclosed", "not YAML"),
+    ]:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        with Emulator() as emulator, pytest.raises(ValueError, match=reason):
+            emulator.seed(load_seed_file(str(bad)))
+    with pytest.raises(ValueError, match="cannot read"):
+        load_seed_file(str(tmp_path / "missing.yaml"))
+
+
+# ---- lifecycle ---------------------------------------------------------------------------
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_stop_leaves_no_thread_and_no_port_behind() -> None:
+    before = {t.ident for t in threading.enumerate()}
+    emulator = Emulator(compile_delay=0).start()
+    port = int(emulator.url.split(":")[2].split("/")[0])
+    assert emulator.url == f"http://127.0.0.1:{port}/api/v2"
+    emulator.inject("live/list", latency=30)
+    kept_open = httpx.Client()
+    kept_open.post(
+        f"{emulator.url}/projects/read",
+        json={},
+        headers=headers(emulator.user_id, emulator.token),
+    )  # a keep-alive connection left open
+    outcome: list[str] = []
+
+    def sleeping_request() -> None:
+        try:
+            httpx.post(
+                f"{emulator.url}/live/list",
+                json={},
+                headers=headers(emulator.user_id, emulator.token),
+                timeout=60,
+            )
+            outcome.append("answered")
+        except httpx.HTTPError:
+            outcome.append("cut off")
+
+    sleeper = threading.Thread(target=sleeping_request)
+    sleeper.start()
+    time.sleep(0.3)  # the request is now sleeping on its injected latency
+    started = time.monotonic()
+    emulator.stop()
+    assert time.monotonic() - started < 10
+    sleeper.join(timeout=10)
+    kept_open.close()
+    assert not sleeper.is_alive() and outcome
+    assert {t.ident for t in threading.enumerate()} <= before
+    assert port_is_free(port)
+
+
+def test_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    try:
+        emulator = Emulator("::1").start()
+    except OSError:
+        pytest.skip("::1 is not configured here")
+    try:
+        assert emulator.url.startswith("http://[::1]:")
+        response = httpx.post(
+            f"{emulator.url}/live/list",
+            json={},
+            headers=headers(emulator.user_id, emulator.token),
+        )
+        assert response.json() == {"live": [], "success": True, "errors": []}
+    finally:
+        emulator.stop()
+
+
+# ---- the command -------------------------------------------------------------------------
+
+
+def start_cli(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.Popen[str], list[str]]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("QC_")}
+    environment.update(env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "emulator", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    for line in proc.stdout:  # bounded: ends at the prompt line or when the process exits
+        lines.append(line)
+        if line.startswith("stop with"):
+            break
+    return proc, lines
+
+
+def stop_cli(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str]:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out + err
+
+
+def test_command_with_credentials_from_the_environment(tmp_path: Path) -> None:
+    token = "e" * 64
+    seed = tmp_path / "seed.yaml"
+    seed.write_text("projects: [{projectId: 42, name: from-seed}]\n")
+    proc, lines = start_cli(
+        tmp_path,
+        "--seed",
+        str(seed),
+        "--fault",
+        "live/list:fail=1,status=503",
+        QC_USER_ID="4242",
+        QC_API_TOKEN=token,
+    )
+    try:
+        text = "".join(lines)
+        url = text.split("listening on ", 1)[1].split()[0]
+        assert "user id: 4242" in text and token not in text
+        auth = headers("4242", token)
+        projects = httpx.post(f"{url}/projects/read", json={}, headers=auth).json()
+        assert [p["name"] for p in projects["projects"]] == ["from-seed"]
+        assert httpx.post(f"{url}/live/list", json={}, headers=auth).status_code == 503
+        assert httpx.post(f"{url}/live/list", json={}, headers=auth).status_code == 200
+    finally:
+        code, rest = stop_cli(proc)
+    assert code == 0 and token not in rest and "Traceback" not in rest
+
+
+def test_command_generates_credentials_and_stops_on_sigint(tmp_path: Path) -> None:
+    proc, lines = start_cli(tmp_path)
+    try:
+        text = "".join(lines)
+        exported = text.split("export ", 1)[1].splitlines()[0].split()
+        values = dict(item.split("=", 1) for item in exported)
+        answer = httpx.post(
+            f"{values['QC_API_URL']}/live/list",
+            json={},
+            headers=headers(values["QC_USER_ID"], values["QC_API_TOKEN"]),
+        )
+        assert answer.json()["success"] is True
+    finally:
+        code, rest = stop_cli(proc, signal.SIGINT)
+    assert code == 0 and "Traceback" not in rest
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        ((), {"QC_USER_ID": "1"}, "QC_API_TOKEN"),
+        (("--fault", "live/create:boom=1"), {}, "unknown knob"),
+        (("--fault", "teleport:fail=1"), {}, "unknown endpoint"),
+        (("--seed", "missing.yaml"), {}, "cannot read seed file"),
+    ],
+)
+def test_command_errors_are_one_line(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], message: str
+) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("QC_")}
+    environment.update(env)
+    result = subprocess.run(
+        [sys.executable, "-m", "reconciler", "emulator", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 1 and message in result.stderr
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_command_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "reconciler", "emulator", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0 and "--seed" in result.stdout and "--fault" in result.stdout
