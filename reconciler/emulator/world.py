@@ -419,15 +419,22 @@ class World:
             return "BuildSuccess"
         return "InQueue"
 
-    def _summary(self, deployment: Mapping[str, Any]) -> dict[str, Any]:
-        project = self.projects.get(deployment["projectId"], {})
+    @staticmethod
+    def _shared_fields(deployment: Mapping[str, Any]) -> dict[str, Any]:
+        """What LiveAlgorithmSummary and LiveAlgorithm(Results) have in common."""
         return {
-            "projectId": deployment["projectId"],
             "deployId": deployment["deployId"],
             "status": deployment["status"],
             "launched": iso(deployment["launched"]),
             "stopped": iso(deployment["stopped"]),
             "brokerage": deployment["brokerage"],
+        }
+
+    def _summary(self, deployment: Mapping[str, Any]) -> dict[str, Any]:
+        project = self.projects.get(deployment["projectId"], {})
+        return {
+            "projectId": deployment["projectId"],
+            **self._shared_fields(deployment),
             "subscription": "Strategy Equity",
             "equity": 100000.0,
             "environment": deployment["environment"],
@@ -439,11 +446,7 @@ class World:
     def _live_algorithm(self, deployment: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "message": deployment["error"],
-            "deployId": deployment["deployId"],
-            "status": deployment["status"],
-            "launched": iso(deployment["launched"]),
-            "stopped": iso(deployment["stopped"]),
-            "brokerage": deployment["brokerage"],
+            **self._shared_fields(deployment),
             "securityTypes": "Equity",
             "datacenter": "NY7",
             "isPublicStreaming": False,
