@@ -165,14 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     apply = command(
         "apply",
-        "Create the live deployments the manifests describe and that are missing.",
-        "Every create is journaled before it is sent; a create whose outcome is unknown\n"
-        "(timeout, dropped connection, 5xx) is verified against live state, never blindly\n"
-        "re-sent.\n\n"
+        "Make live deployments match the manifests: create, replace, and (with --prune) prune.",
+        "Every create, stop and liquidate is journaled before it is sent; a call whose\n"
+        "outcome is unknown (timeout, dropped connection, 5xx) is verified against live\n"
+        "state, never blindly re-sent. Every stop comes before any create; a replace\n"
+        "creates only once live state shows that the old deployment no longer runs.\n\n"
         "examples:\n"
         "  reconciler apply                      # shows the plan, asks on a terminal\n"
         "  reconciler apply --yes                # CI: no prompt\n"
         "  reconciler apply --plan plan.json --yes\n"
+        "  reconciler apply --replace spy-momentum   # redeploy an in-sync one (new credentials)\n"
+        "  reconciler apply --prune              # also stop what was removed from the manifests\n"
         "  reconciler apply --sandbox --yes      # against the embedded emulator\n",
     )
     _add_paths(apply)
@@ -183,7 +186,28 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=8,
         metavar="N",
-        help="creates in flight at once (default 8)",
+        help="API calls (creates, stops) in flight at once (default 8)",
+    )
+    apply.add_argument(
+        "--prune",
+        action="store_true",
+        help="stop deployments this reconciler created whose manifest was removed (by their "
+        "onDelete: stop or liquidate); without it they are reported as pending",
+    )
+    apply.add_argument(
+        "--max-prunes",
+        type=_positive_int,
+        default=5,
+        metavar="N",
+        help="refuse every prune when more than N are planned (default 5)",
+    )
+    apply.add_argument(
+        "--replace",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="replace this deployment although it is in sync, e.g. after rotating its "
+        "credentials (repeatable)",
     )
     _add_sandbox(apply)
 
@@ -205,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         metavar="SECONDS",
         help="full reconcile interval to notice drift (default 60)",
+    )
+    watch.add_argument(
+        "--prune",
+        action="store_true",
+        help="stop deployments this reconciler created whose manifest was removed; never "
+        "while any manifest file is invalid (default: report them as pending)",
     )
     watch.add_argument(
         "--metrics-port",
@@ -233,6 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         metavar="SECONDS",
         help="time a compile stays InQueue before BuildSuccess (default 1.0)",
+    )
+    emulator.add_argument(
+        "--startup-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="time a new deployment spends InQueue, then LoggingIn, before Running "
+        "(default 0: Running at once)",
     )
     emulator.add_argument(
         "--fault",

@@ -132,6 +132,7 @@ class Project:
     language: str = ""
     lean_version_id: int | None = None
     live_node: str | None = None  # liveForm.node: the node of the last live deployment
+    modified: str | None = None  # when the project's code last changed, as the API says it
 
 
 @dataclass(frozen=True)
@@ -465,6 +466,7 @@ class QuantConnectClient:
             language=str(item.get("language") or ""),
             lean_version_id=item.get("leanVersionId"),
             live_node=live_form.get("node") if isinstance(live_form, Mapping) else None,
+            modified=str(item["modified"]) if item.get("modified") else None,
         )
 
     def read_nodes(self, project_id: int) -> list[Node]:

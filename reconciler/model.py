@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -19,8 +21,16 @@ DEFAULT_VERSION_ID = "-1"
 # Statuses in which a live deployment occupies its project (the API runs one per project).
 ACTIVE_STATUSES = frozenset({"InQueue", "LoggingIn", "Initializing", "History", "Running"})
 
-ACTION_KINDS = ("create", "replace", "prune", "conflict", "noop", "unmanaged")
-CHANGE_KINDS = frozenset({"create", "replace", "prune"})
+ACTION_KINDS = (
+    "create", "replace", "restart", "prune", "drift", "blocked", "conflict", "noop", "unmanaged",
+)  # fmt: skip
+# Actions that change what is live (`plan --detailed-exitcode` exits 2 for them).
+CHANGE_KINDS = frozenset({"create", "replace", "restart", "prune"})
+# Actions the plan cannot carry out: they make plan and apply exit 1.
+REFUSED_KINDS = frozenset({"blocked", "conflict"})
+
+ON_DELETE = ("stop", "liquidate")
+DEFAULT_ON_DELETE = "stop"
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,9 @@ class Deployment:
     automatic_redeploy: bool | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     source: str = ""  # "file:line" of the manifest document
+    # Lifecycle settings: recorded with the deployment, never part of the compared spec.
+    on_delete: str = DEFAULT_ON_DELETE
+    protected: bool = False
 
     @classmethod
     def from_manifest(cls, data: Mapping[str, Any], file: str, line: int = 0) -> Deployment:
@@ -98,6 +111,8 @@ class Deployment:
             automatic_redeploy=spec.get("automaticRedeploy"),
             labels=dict(metadata.get("labels") or {}),
             source=f"{file}:{line}" if line else file,
+            on_delete=str(spec.get("onDelete", DEFAULT_ON_DELETE)),
+            protected=bool(spec.get("protected", False)),
         )
 
     def spec_view(self) -> dict[str, Any]:
@@ -120,9 +135,13 @@ class Deployment:
         return view
 
     @cached_property
+    def spec_json(self) -> str:
+        """The normalised spec as canonical JSON (no secret values): what is recorded."""
+        return canonical_json(self.spec_view())
+
+    @cached_property
     def spec_hash(self) -> str:
-        digest = hashlib.sha256(canonical_json(self.spec_view()).encode())
-        return "sha256:" + digest.hexdigest()[:32]
+        return "sha256:" + hashlib.sha256(self.spec_json.encode()).hexdigest()[:32]
 
     @cached_property
     def identity(self) -> tuple[str, str]:
@@ -163,28 +182,125 @@ class Record:
     updated_at: float | None = None
     last_action: str | None = None
     last_outcome: str | None = None
+    spec_json: str | None = None  # the normalised spec applied (placeholders, no secrets)
+    on_delete: str = DEFAULT_ON_DELETE  # what a prune does, known after the manifest is gone
+    protected: bool = False
+    source_modified: str | None = None  # `compileId: latest`: the project's `modified` built
+
+    @property
+    def spec(self) -> dict[str, Any] | None:
+        if not self.spec_json:
+            return None
+        value = json.loads(self.spec_json)
+        return value if isinstance(value, dict) else None
+
+
+# Intent kinds: one journaled intent per mutation of live state.
+INTENT_KINDS = ("create", "replace", "prune")
 
 
 @dataclass(frozen=True)
 class Intent:
-    """A create that was journaled before its API call and not yet closed."""
+    """A mutation journaled before its API call and not yet closed.
+
+    `create`: a new deployment.  `replace`: stop `old_deploy_id`, then create (one intent
+    for both halves).  `prune`: stop or liquidate `old_deploy_id` (`on_delete`).
+    """
 
     attempt_id: str
     name: str
     project_id: int
     spec_hash: str
     created_at: float
+    kind: str = "create"
+    old_deploy_id: str | None = None
+    spec_json: str | None = None
+    on_delete: str = DEFAULT_ON_DELETE
+
+    @classmethod
+    def new(
+        cls,
+        name: str,
+        project_id: int,
+        spec_hash: str,
+        *,
+        kind: str = "create",
+        old_deploy_id: str | None = None,
+        spec_json: str | None = None,
+        on_delete: str = DEFAULT_ON_DELETE,
+        now: float | None = None,
+    ) -> Intent:
+        return cls(
+            uuid.uuid4().hex,
+            name,
+            project_id,
+            spec_hash,
+            time.time() if now is None else now,
+            kind,
+            old_deploy_id,
+            spec_json,
+            on_delete,
+        )
+
+
+@dataclass(frozen=True)
+class Change:
+    """One field of a replaced deployment's spec: `path` dotted, values as shown (no secret)."""
+
+    path: str
+    before: Any
+    after: Any
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "from": self.before, "to": self.after}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Change:
+        return cls(str(data["path"]), data.get("from"), data.get("to"))
+
+
+_ABSENT = object()
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(value, Mapping) and value:
+        for key, item in value.items():
+            _flatten(item, f"{prefix}.{key}" if prefix else str(key), out)
+    else:
+        out[prefix] = value
+
+
+def spec_changes(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> tuple[Change, ...]:
+    """Field-by-field differences of two normalised spec views (lists compared whole).
+
+    Both views come from `Deployment.spec_view`, so defaults are already filled in and a
+    default spelled out is never a change; secrets are placeholders on both sides.
+    """
+    if before is None:
+        return ()
+    old: dict[str, Any] = {}
+    new: dict[str, Any] = {}
+    _flatten(before, "", old)
+    _flatten(after, "", new)
+    changes = []
+    for path in sorted(set(old) | set(new)):
+        a, b = old.get(path, _ABSENT), new.get(path, _ABSENT)
+        if a != b:
+            changes.append(Change(path, None if a is _ABSENT else a, None if b is _ABSENT else b))
+    return tuple(changes)
 
 
 @dataclass(frozen=True)
 class Action:
     action: str  # one of ACTION_KINDS
-    name: str | None  # None for `unmanaged`
+    name: str | None  # None for `unmanaged` with no record
     project_id: int
     reason: str
     spec_hash: str | None = None
     deploy_id: str | None = None  # the live deployment concerned, if any
     adopt: bool = False  # a noop that records a matching deployment we did not create
+    changes: tuple[Change, ...] = ()  # replace: what changed, field by field
+    release: bool = False  # unmanaged: an adopted deployment whose record is dropped
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -199,6 +315,10 @@ class Action:
             out["specHash"] = self.spec_hash
         if self.adopt:
             out["adopt"] = True
+        if self.release:
+            out["release"] = True
+        if self.action == "replace":
+            out["changes"] = [change.to_json() for change in self.changes]
         return out
 
     @classmethod
@@ -211,6 +331,8 @@ class Action:
             spec_hash=data.get("specHash"),
             deploy_id=data.get("deployId"),
             adopt=bool(data.get("adopt", False)),
+            changes=tuple(Change.from_json(c) for c in data.get("changes") or ()),
+            release=bool(data.get("release", False)),
         )
 
 
@@ -228,5 +350,40 @@ class Plan:
     def has_changes(self) -> bool:
         return any(action.action in CHANGE_KINDS for action in self.actions)
 
+    @property
+    def refused(self) -> list[Action]:
+        """Actions that cannot be carried out (blocked, conflict): exit 1."""
+        return [action for action in self.actions if action.action in REFUSED_KINDS]
+
     def of_kind(self, kind: str) -> list[Action]:
         return [action for action in self.actions if action.action == kind]
+
+
+# Outcome results that make apply exit 1.
+FAILED_RESULTS = frozenset({"failed", "unknown", "skipped", "conflict", "blocked"})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one action: every layer shows these (table, JSON, logs, metrics)."""
+
+    name: str | None
+    project_id: int
+    action: str
+    result: str  # created | replaced | pruned | released | adopted | in sync | pending | ...
+    deploy_id: str | None = None
+    detail: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.result in FAILED_RESULTS
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "projectId": self.project_id,
+            "action": self.action,
+            "result": self.result,
+            "deployId": self.deploy_id,
+            "detail": self.detail,
+        }

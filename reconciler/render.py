@@ -7,15 +7,17 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reconciler.engine import Outcome
-from reconciler.model import Plan
+from reconciler.model import Action, Change, Outcome, Plan
 
 PLAN_FORMAT_VERSION = 1
 
 _SYMBOLS = {
     "create": "+",
     "replace": "~",
+    "restart": "^",
     "prune": "-",
+    "drift": "*",
+    "blocked": "x",
     "conflict": "!",
     "unmanaged": "?",
     "noop": "=",
@@ -28,14 +30,40 @@ def plan_summary_line(plan: Plan) -> str:
         f"Plan: {counts['create']} to create, {counts['replace']} to replace, "
         f"{counts['prune']} to prune."
     )
-    extras = []
-    if counts["conflict"]:
-        extras.append(f"{counts['conflict']} in conflict")
-    if counts["noop"]:
-        extras.append(f"{counts['noop']} in sync")
-    if counts["unmanaged"]:
-        extras.append(f"{counts['unmanaged']} unmanaged")
+    extras = [
+        f"{counts[kind]} {label}"
+        for kind, label in (
+            ("restart", "to restart"),
+            ("blocked", "blocked"),
+            ("conflict", "in conflict"),
+            ("drift", "drifted"),
+            ("noop", "in sync"),
+            ("unmanaged", "unmanaged"),
+        )
+        if counts[kind]
+    ]
     return line + (f" ({', '.join(extras)})" if extras else "")
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def change_line(change: Change) -> str:
+    """`~ compileId: "8c3b" -> "91fa"`; `+`/`-` for a field added or removed."""
+    if change.before is None:
+        return f"+ {change.path}: {_shown(change.after)}"
+    if change.after is None:
+        return f"- {change.path}: {_shown(change.before)}"
+    return f"~ {change.path}: {_shown(change.before)} -> {_shown(change.after)}"
+
+
+def _verb(action: Action) -> str:
+    if action.adopt:
+        return "adopt"
+    if action.release:
+        return "release"
+    return action.action
 
 
 def plan_text(plan: Plan) -> str:
@@ -45,18 +73,22 @@ def plan_text(plan: Plan) -> str:
         if action.action == "noop" and not action.adopt:
             continue
         symbol = _SYMBOLS[action.action]
-        verb = "adopt" if action.adopt else action.action
         subject = action.name or f"(no manifest) {action.deploy_id}"
         lines.append(
-            f"  {symbol} {verb:<9} {subject} (project {action.project_id}): {action.reason}"
+            f"  {symbol} {_verb(action):<9} {subject} (project {action.project_id}): "
+            f"{action.reason}"
         )
-    if not plan.has_changes and not plan.of_kind("conflict"):
+        lines.extend(f"        {change_line(change)}" for change in action.changes)
+    if not plan.has_changes and not plan.refused:
         body = "\n".join([*lines, ""]) if lines else ""
         return (
             body + "No changes. Live deployments match the manifests.\n" + plan_summary_line(plan)
         )
     header = "The reconciler will perform the following actions:\n\n"
-    return header + "\n".join(lines) + "\n\n" + plan_summary_line(plan)
+    footer = ""
+    if plan.of_kind("prune"):
+        footer = "\nPrunes are carried out only by `reconciler apply --prune`."
+    return header + "\n".join(lines) + "\n\n" + plan_summary_line(plan) + footer
 
 
 def plan_json(plan: Plan, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -114,7 +146,10 @@ def outcomes_text(outcomes: Sequence[Outcome]) -> str:
     failed = sum(1 for o in outcomes if o.failed)
     verdict = "Apply failed" if failed else "Apply complete"
     table = _table(("NAME", "PROJECT", "ACTION", "RESULT", "DEPLOY ID", "DETAIL"), rows)
-    return (table + "\n\n" if rows else "") + f"{verdict}: {summary or 'nothing to do'}."
+    text = (table + "\n\n" if rows else "") + f"{verdict}: {summary or 'nothing to do'}."
+    if counts.get("pending"):
+        text += f"\n{counts['pending']} prune(s) pending: run `reconciler apply --prune`."
+    return text
 
 
 def when(timestamp: float | None) -> str:

@@ -30,7 +30,7 @@ from reconciler.errors import StateError, StateLockedError
 from reconciler.model import Intent, Record
 
 DEFAULT_STATE_PATH = ".reconciler/state.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -79,7 +79,28 @@ _MIGRATIONS: dict[int, str] = {
         expires_at REAL NOT NULL
     );
     """,
+    # Day 2: what a replace diffs against, what a prune does, and the replace/prune journal.
+    2: """
+    ALTER TABLE deployments ADD COLUMN spec_json TEXT;
+    ALTER TABLE deployments ADD COLUMN on_delete TEXT NOT NULL DEFAULT 'stop';
+    ALTER TABLE deployments ADD COLUMN protected INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE deployments ADD COLUMN source_modified TEXT;
+    ALTER TABLE intents ADD COLUMN kind TEXT NOT NULL DEFAULT 'create';
+    ALTER TABLE intents ADD COLUMN old_deploy_id TEXT;
+    ALTER TABLE intents ADD COLUMN spec_json TEXT;
+    ALTER TABLE intents ADD COLUMN on_delete TEXT NOT NULL DEFAULT 'stop';
+    """,
 }
+
+_RECORD_COLUMNS = (
+    "name", "project_id", "spec_hash", "deploy_id", "owned", "compile_id", "node_id",
+    "compile_verified", "created_at", "updated_at", "last_action", "last_outcome",
+    "spec_json", "on_delete", "protected", "source_modified",
+)  # fmt: skip
+_INTENT_COLUMNS = (
+    "attempt_id", "name", "project_id", "spec_hash", "created_at", "kind", "old_deploy_id",
+    "spec_json", "on_delete",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -99,8 +120,9 @@ class StateStore(Protocol):
     def lock(self, timeout: float = ...) -> contextlib.AbstractContextManager[None]: ...
     def records(self) -> dict[str, Record]: ...
     def put_record(self, record: Record) -> None: ...
+    def forget_record(self, name: str, *, action: str, outcome: str, detail: str) -> None: ...
     def open_intents(self) -> list[Intent]: ...
-    def begin_intents(self, items: Sequence[tuple[str, int, str]]) -> list[Intent]: ...
+    def begin_intents(self, items: Sequence[tuple[str, int, str] | Intent]) -> list[Intent]: ...
     def close_intent(
         self,
         intent: Intent,
@@ -108,6 +130,7 @@ class StateStore(Protocol):
         *,
         record: Record | None = None,
         detail: str | None = None,
+        forget: bool = False,
     ) -> None: ...
     def add_history(
         self,
@@ -148,7 +171,15 @@ def _record_from_row(row: sqlite3.Row) -> Record:
         updated_at=row["updated_at"],
         last_action=row["last_action"],
         last_outcome=row["last_outcome"],
+        spec_json=row["spec_json"],
+        on_delete=row["on_delete"],
+        protected=bool(row["protected"]),
+        source_modified=row["source_modified"],
     )
+
+
+def _intent_from_row(row: sqlite3.Row) -> Intent:
+    return Intent(**{column: row[column] for column in _INTENT_COLUMNS})
 
 
 class SqliteStateStore:
@@ -177,15 +208,29 @@ class SqliteStateStore:
     # -- plumbing --------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """A write transaction.  `durable`: on disk (fsync) before this returns.
+
+        Only an intent must be durable before the API call it announces.  Everything
+        else (closing an intent, history, records) can be re-derived from live state if a
+        crash loses it: a lost close leaves the intent open, and the next run resolves it
+        from live state.  Those commits skip the fsync (WAL, synchronous=NORMAL: atomic,
+        and durable at the next fsync).
+        """
         with self._mutex:
-            self._db.execute("BEGIN IMMEDIATE")
+            if durable:
+                self._db.execute("PRAGMA synchronous=FULL")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            finally:
+                if durable:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
 
     def _initialise(self, patience: float = 30.0) -> None:
         """WAL mode and migrations, waiting out another process doing the same.
@@ -199,7 +244,7 @@ class SqliteStateStore:
             try:
                 self._db.execute("PRAGMA busy_timeout=30000")
                 self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
                 self._migrate()
                 return
             except sqlite3.OperationalError as error:
@@ -308,24 +353,34 @@ class SqliteStateStore:
         with self._tx() as db:
             self._put(db, record)
 
+    def forget_record(self, name: str, *, action: str, outcome: str, detail: str) -> None:
+        """Drop a record (its deployment was pruned, or is released), with history."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT project_id, deploy_id FROM deployments WHERE name = ?", (name,)
+            ).fetchone()
+            db.execute("DELETE FROM deployments WHERE name = ?", (name,))
+            self._history(
+                db,
+                time.time(),
+                action,
+                outcome,
+                name,
+                row["project_id"] if row else None,
+                row["deploy_id"] if row else None,
+                detail,
+            )
+
     @staticmethod
     def _put(db: sqlite3.Connection, record: Record) -> None:
+        values = {column: getattr(record, column) for column in _RECORD_COLUMNS}
+        values["owned"] = int(record.owned)
+        values["compile_verified"] = int(record.compile_verified)
+        values["protected"] = int(record.protected)
         db.execute(
-            "INSERT OR REPLACE INTO deployments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                record.name,
-                record.project_id,
-                record.spec_hash,
-                record.deploy_id,
-                int(record.owned),
-                record.compile_id,
-                record.node_id,
-                int(record.compile_verified),
-                record.created_at,
-                record.updated_at,
-                record.last_action,
-                record.last_outcome,
-            ),
+            f"INSERT OR REPLACE INTO deployments ({', '.join(_RECORD_COLUMNS)}) "
+            f"VALUES ({', '.join(':' + c for c in _RECORD_COLUMNS)})",
+            values,
         )
 
     # -- intents ---------------------------------------------------------------------
@@ -335,20 +390,23 @@ class SqliteStateStore:
             rows = self._db.execute(
                 "SELECT * FROM intents WHERE closed_at IS NULL ORDER BY created_at"
             ).fetchall()
-        return [
-            Intent(r["attempt_id"], r["name"], r["project_id"], r["spec_hash"], r["created_at"])
-            for r in rows
-        ]
+        return [_intent_from_row(r) for r in rows]
 
-    def begin_intents(self, items: Sequence[tuple[str, int, str]]) -> list[Intent]:
-        """Journal creates (name, projectId, spec hash) durably, in one transaction."""
+    def begin_intents(self, items: Sequence[tuple[str, int, str] | Intent]) -> list[Intent]:
+        """Journal mutations durably (fsync), in one transaction, before any is sent.
+
+        An item is an `Intent` (see `Intent.new`) or, for a create, (name, projectId,
+        spec hash).
+        """
         now = time.time()
-        intents = [Intent(uuid.uuid4().hex, name, pid, spec, now) for name, pid, spec in items]
-        with self._tx() as db:
+        intents = [
+            item if isinstance(item, Intent) else Intent.new(*item, now=now) for item in items
+        ]
+        with self._tx(durable=True) as db:
             db.executemany(
-                "INSERT INTO intents(attempt_id, name, project_id, spec_hash, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(i.attempt_id, i.name, i.project_id, i.spec_hash, i.created_at) for i in intents],
+                f"INSERT INTO intents ({', '.join(_INTENT_COLUMNS)}) "
+                f"VALUES ({', '.join(':' + c for c in _INTENT_COLUMNS)})",
+                [{c: getattr(i, c) for c in _INTENT_COLUMNS} for i in intents],
             )
         return intents
 
@@ -359,10 +417,12 @@ class SqliteStateStore:
         *,
         record: Record | None = None,
         detail: str | None = None,
+        forget: bool = False,
     ) -> None:
-        """Close an intent, record its result and append history, atomically."""
+        """Close an intent, record its result (or drop the record) and append history,
+        atomically."""
         now = time.time()
-        deploy_id = record.deploy_id if record else None
+        deploy_id = record.deploy_id if record else intent.old_deploy_id
         with self._tx() as db:
             db.execute(
                 "UPDATE intents SET closed_at = ?, outcome = ?, deploy_id = ? WHERE attempt_id = ?",
@@ -370,8 +430,10 @@ class SqliteStateStore:
             )
             if record is not None:
                 self._put(db, record)
+            elif forget:
+                db.execute("DELETE FROM deployments WHERE name = ?", (intent.name,))
             self._history(
-                db, now, "create", outcome, intent.name, intent.project_id, deploy_id, detail
+                db, now, intent.kind, outcome, intent.name, intent.project_id, deploy_id, detail
             )
 
     # -- history ---------------------------------------------------------------------

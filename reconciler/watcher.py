@@ -7,9 +7,10 @@ Safety rules (DESIGN §9):
   half-written file never stops, prunes or recreates anything;
 - a changed file is read only once its size and mtime have stopped moving (editors and git
   write in several steps); directories are watched, not inodes, so rename-into-place works;
-- what may be pruned is decided from the last successfully applied desired set, and a
-  change that deletes files while others are invalid, or that loses most manifests at
-  once, is suspect: no prune comes out of it;
+- replaces are carried out as in apply (every stop before any create); prunes only with
+  `--prune`, and only while every file is valid: what may be pruned is decided from the
+  last successfully applied desired set, and a change that deletes files while others are
+  invalid, or that loses most manifests at once, is suspect: no prune comes out of it;
 - failing API calls back off (the loop, exponentially with jitter, capped at --resync); a
   deployment whose creates keep failing, or that keeps dying, is recreated with capped
   exponential backoff, never in a tight loop;
@@ -32,10 +33,9 @@ from types import FrameType
 
 import watchfiles
 
-from reconciler.engine import Outcome
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.metrics import Metrics
-from reconciler.model import Action, Deployment, Plan
+from reconciler.model import Action, Deployment, Outcome, Plan
 from reconciler.runtime import Runtime
 
 log = logging.getLogger("reconciler.watch")
@@ -48,6 +48,7 @@ WATCH_STEP_MS = 25
 SETTLE_SECONDS = 0.02  # a file must keep its size and mtime this long before it is read
 SETTLE_TRIES = 25
 SUSPECT_SHRINK = 0.5  # losing more than half of the applied manifests at once is suspect
+ACTING = frozenset({"create", "replace", "prune"})  # what the daemon sends to the engine
 
 
 def _stat_key(path: str) -> tuple[int, int] | None:
@@ -218,8 +219,11 @@ class Daemon:
         metrics: Metrics,
         resync: float,
         stop: threading.Event,
+        *,
+        prune: bool = False,
     ) -> None:
         self.rt = runtime
+        self.prune = prune
         self.tracker = tracker
         self.metrics = metrics
         self.resync = resync
@@ -270,10 +274,15 @@ class Daemon:
                     },
                 )
             plan, _ = self.rt.engine.make_plan(desired, live)
-            plan = self._gate(plan, refresh.suspect)
-            acting = [a for a in plan.actions if a.action == "create" or a.adopt]
+            # An invalid file keeps its last good content, but one that was never valid
+            # since start has none: its deployments would look removed.  No prune then.
+            prune_ok = self.prune and not refresh.suspect and not refresh.invalid
+            plan = self._gate(plan, prune_ok)
+            acting = [a for a in plan.actions if a.action in ACTING or a.adopt or a.release]
             outcomes = (
-                self.rt.engine.apply(Plan(tuple(acting)), desired, should_stop=self.stop.is_set)
+                self.rt.engine.apply(
+                    Plan(tuple(acting)), desired, prune=prune_ok, should_stop=self.stop.is_set
+                )
                 if acting
                 else []
             )
@@ -282,7 +291,7 @@ class Daemon:
         for outcome in outcomes:
             self.metrics.actions.labels(outcome.action, outcome.result).inc()
             action = by_name.get(outcome.name)
-            if action is not None and action.action == "create":
+            if action is not None and action.action in ("create", "replace"):
                 self.gate.record(action, outcome, now)
             level = logging.ERROR if outcome.failed else logging.INFO
             log.log(
@@ -308,16 +317,24 @@ class Daemon:
             self.tracker.last_applied = {d.name for d in desired}
         self.metrics.backing_off.set(self.gate.waiting(now))
 
-    def _gate(self, plan: Plan, suspect: bool) -> Plan:
+    def _gate(self, plan: Plan, prune_ok: bool) -> Plan:
         now = time.monotonic()
         kept = []
         for action in plan.actions:
-            if action.action == "create" and not self.gate.allowed(action.name or "", now):
+            if action.action in ("create", "replace") and not self.gate.allowed(
+                action.name or "", now
+            ):
                 continue  # backing off: reported when it was deferred
-            if action.action == "prune" and suspect:
-                log.warning(
-                    "suspect change: prune suppressed",
-                    extra={"event": "prune_suppressed", "deployment": action.name},
+            if action.action == "prune" and not prune_ok:
+                self._report_once(
+                    f"prune:{action.name}:{self.prune}",
+                    logging.WARNING,
+                    "prune %s: %s",
+                    "prune_pending" if not self.prune else "prune_suppressed",
+                    action,
+                    "pending: start watch with --prune to carry it out"
+                    if not self.prune
+                    else "suppressed: some manifest files are invalid or the change is suspect",
                 )
                 continue
             if action.action == "create" and action.reason.startswith("recorded deployment"):
@@ -361,23 +378,31 @@ class Daemon:
             )
 
     def _report_other(self, action: Action) -> None:
-        if action.action in ("unmanaged", "conflict") and action.deploy_id:
-            key = f"{action.action}:{action.deploy_id}"
-            if key not in self._reported_unmanaged:
-                self._reported_unmanaged.add(key)
-                level = logging.ERROR if action.action == "conflict" else logging.INFO
-                log.log(
-                    level,
-                    "%s: %s",
-                    action.action,
-                    action.reason,
-                    extra={
-                        "event": action.action,
-                        "deployment": action.name,
-                        "project": action.project_id,
-                        "deploy_id": action.deploy_id,
-                    },
-                )
+        if action.action in ("unmanaged", "conflict", "blocked") and not action.release:
+            level = logging.INFO if action.action == "unmanaged" else logging.ERROR
+            key = f"{action.action}:{action.name}:{action.deploy_id}:{action.reason}"
+            self._report_once(key, level, "%s %s: %s", action.action, action, action.reason)
+
+    def _report_once(
+        self, key: str, level: int, message: str, event: str, action: Action, why: str
+    ) -> None:
+        """Log what does not change between resyncs once, not on every loop."""
+        if key in self._reported_unmanaged:
+            return
+        self._reported_unmanaged.add(key)
+        log.log(
+            level,
+            message,
+            event,
+            action.name or action.deploy_id,
+            why,
+            extra={
+                "event": event,
+                "deployment": action.name,
+                "project": action.project_id,
+                "deploy_id": action.deploy_id,
+            },
+        )
 
     # -- the loop --------------------------------------------------------------------
 

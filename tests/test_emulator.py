@@ -7,6 +7,7 @@ against, so it is checked independently here.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -808,6 +809,7 @@ def test_command_generates_credentials_and_stops_on_sigint(tmp_path: Path) -> No
         (("--fault", "live/create:boom=1"), {}, "unknown knob"),
         (("--fault", "teleport:fail=1"), {}, "unknown endpoint"),
         (("--seed", "missing.yaml"), {}, "cannot read seed file"),
+        (("--startup-delay", "-1"), {}, "--startup-delay must not be negative"),
     ],
 )
 def test_command_errors_are_one_line(
@@ -836,3 +838,411 @@ def test_command_help() -> None:
         timeout=30,
     )
     assert result.returncode == 0 and "--seed" in result.stdout and "--fault" in result.stdout
+    assert "--startup-delay" in result.stdout
+
+
+def test_command_startup_delay(tmp_path: Path) -> None:
+    seed = tmp_path / "seed.yaml"
+    seed.write_text(
+        "projects: [{projectId: 9, name: slow}]\n"
+        f"nodes: [{{id: {LIVE_NODE}}}]\n"
+        "compiles: [{projectId: 9, compileId: c-9}]\n"
+    )
+    token = "f" * 64
+    proc, lines = start_cli(
+        tmp_path,
+        "--seed",
+        str(seed),
+        "--startup-delay",
+        "60",
+        QC_USER_ID="99",
+        QC_API_TOKEN=token,
+    )
+    try:
+        url = "".join(lines).split("listening on ", 1)[1].split()[0]
+        with httpx.Client(timeout=10) as http:
+            created = http.post(
+                f"{url}/live/create", json=create_body(9, "c-9"), headers=headers("99", token)
+            ).json()
+            assert created["success"] and created["live"]["status"] == "InQueue", created
+            read = http.post(
+                f"{url}/live/read", json={"projectId": 9}, headers=headers("99", token)
+            )
+            assert read.json()["status"] == "InQueue"
+    finally:
+        code, rest = stop_cli(proc)
+    assert code == 0 and "Traceback" not in rest
+
+
+# ---- day 2: authenticate, code changes, start-up, failed logins, ends, statistics ------------
+
+
+class SteppedClock:
+    """The world's clock, moved by the test: start-up and compile phases without sleeping."""
+
+    def __init__(self, now: float = 1_800_000_000.25) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@contextlib.contextmanager
+def stepped(**options: Any) -> Iterator[tuple[Emulator, Api, SteppedClock]]:
+    clock = SteppedClock()
+    with Emulator(compile_delay=0.0, clock=clock, **options) as emulator:
+        api = Api(emulator)
+        try:
+            yield emulator, api, clock
+        finally:
+            api.http.close()
+
+
+def test_authenticate(emulator: Emulator, api: Api) -> None:
+    status, data = api.post("authenticate")
+    assert status == 200 and data == {"success": True, "errors": []}
+    url = f"{emulator.url}/authenticate"
+    for sent in (
+        {},
+        headers(emulator.user_id, "0" * 64),
+        headers("999", emulator.token),
+        headers(emulator.user_id, emulator.token, int(time.time()) - AUTH_WINDOW - 60),
+    ):
+        refused = api.http.post(url, json={}, headers=sent)
+        assert refused.status_code == 401 and refused.json()["success"] is False
+        assert refused.headers["WWW-Authenticate"].startswith("Basic")
+    emulator.inject("authenticate", fail=1, status=503)
+    assert [api.post("authenticate")[0] for _ in range(2)] == [503, 200]
+    assert api.admin("faults", {"endpoint": "authenticate", "ratelimit": 1}).json()["success"]
+    assert api.post("authenticate")[0] == 429
+    calls = emulator.stats()["calls"]["authenticate"]
+    assert calls["total"] == 8 and calls["401"] == 4 and calls["503"] == 1
+
+
+def modified(api: Api, project_id: int) -> str:
+    return str(api.ok("projects/read", {"projectId": project_id})["projects"][0]["modified"])
+
+
+def test_touch_project_always_changes_the_rendered_modified(emulator: Emulator, api: Api) -> None:
+    emulator.add_project(101)
+    seen = [modified(api, 101)]
+    for _ in range(3):  # well within one second: each touch still shows a new value
+        touched = emulator.touch_project(101)
+        assert modified(api, 101) == touched
+        seen.append(touched)
+    answer = api.admin("projects/touch", {"projectId": 101}).json()
+    assert answer["success"] and answer["modified"] == modified(api, 101)
+    seen.append(answer["modified"])
+    assert seen == sorted(set(seen)) and len(seen) == 5  # strictly increasing
+    assert api.ok("projects/read", {"projectId": 101})["projects"][0]["created"] == seen[0]
+    with pytest.raises(ValueError, match="does not exist"):
+        emulator.touch_project(999)
+    unknown = api.admin("projects/touch", {"projectId": 999}).json()
+    assert unknown["success"] is False and "999" in unknown["errors"][0]
+    assert api.admin("projects/touch", {}).json()["success"] is False
+
+
+def test_touch_project_follows_the_clock_when_it_is_ahead() -> None:
+    with stepped() as (emulator, api, clock):
+        emulator.add_project(1)
+        assert modified(api, 1) == "2027-01-15T08:00:00Z"
+        assert emulator.touch_project(1) == "2027-01-15T08:00:01Z"
+        assert emulator.touch_project(1) == "2027-01-15T08:00:02Z"
+        clock.advance(3600)
+        assert emulator.touch_project(1) == "2027-01-15T09:00:00Z" == modified(api, 1)
+
+
+def test_safety_statistics(emulator: Emulator, api: Api) -> None:
+    compile_id = world(emulator)
+    other_compile = world(emulator, 102)
+    emulator.add_node(OTHER_NODE)
+    empty = emulator.stats()
+    assert (empty["created"], empty["stops"]) == ([], [])
+    assert empty["rejections"] == {"project busy": 0, "node busy": 0, "other": 0}
+    first = api.ok("live/create", create_body(101, compile_id))["deployId"]
+    api.refused("live/create", create_body(101, compile_id, nodeId=OTHER_NODE))
+    api.refused("live/create", create_body(102, other_compile))  # LIVE_NODE is busy
+    api.refused("live/create", create_body(102, other_compile, versionId="1"))
+    api.refused("live/create", create_body(102, "0-0", nodeId=OTHER_NODE))
+    api.ok("live/update/stop", {"projectId": 101})
+    emulator.inject("live/create", drop=1)  # committed, answer lost: still created
+    with pytest.raises(httpx.RemoteProtocolError):
+        api.post("live/create", create_body(102, other_compile, nodeId=OTHER_NODE))
+    second = api.ok("live/create", create_body(101, compile_id))["deployId"]
+    api.ok("live/update/liquidate", {"projectId": 101})
+    emulator.end(102, "Stopped", "stopped in the web IDE")  # not an API stop
+    stats = emulator.stats()
+    assert {"calls", "create_times", "creates_committed"} <= set(stats)
+    assert stats["creates_committed"] == {"101": 2, "102": 1}
+    created = stats["created"]
+    assert all(set(c) == {"deployId", "projectId", "time"} for c in created)
+    assert [c["projectId"] for c in created] == [101, 102, 101]
+    assert created[0]["deployId"] == first and created[2]["deployId"] == second
+    assert all(isinstance(c["time"], float) for c in created)
+    assert [c["time"] for c in created] == sorted(c["time"] for c in created)
+    assert [(s["deployId"], s["projectId"], s["status"]) for s in stats["stops"]] == [
+        (first, 101, "Stopped"),
+        (second, 101, "Liquidated"),
+    ]
+    assert all(set(s) == {"deployId", "projectId", "status", "time"} for s in stats["stops"])
+    assert stats["stops"][0]["time"] >= created[0]["time"]
+    assert stats["rejections"] == {"project busy": 1, "node busy": 1, "other": 2}
+    over_http = api.admin("stats").json()
+    for key in ("created", "stops", "rejections"):
+        assert over_http[key] == stats[key]
+
+
+def test_startup_passes_through_inqueue_and_logging_in() -> None:
+    with stepped(startup_delay=10.0) as (emulator, api, clock):
+        compile_id = world(emulator)
+        emulator.add_project(102)
+        emulator.add_node(OTHER_NODE)
+        other_compile = emulator.add_compile(102)
+        created = api.ok("live/create", create_body(101, compile_id))
+        assert created["live"]["status"] == "InQueue" and created["live"]["stopped"] is None
+        deploy_id = created["deployId"]
+        seen = []
+        for step in (4.9, 0.2, 4.8, 0.1, 100):  # to 4.9, 5.1, 9.9, 10.0, 110.0 seconds
+            read = api.ok("live/read", {"projectId": 101})
+            (listed,) = api.ok("live/list", {"projectId": 101})["live"]
+            assert read["status"] == listed["status"] and read["deployId"] == deploy_id
+            assert read["stopped"] is None and read["message"] == ""
+            seen.append(read["status"])
+            if read["status"] != "Running":  # it holds its project and node throughout
+                assert "already has" in api.refused(
+                    "live/create", create_body(101, compile_id, nodeId=OTHER_NODE)
+                )
+                assert "busy" in api.refused("live/create", create_body(102, other_compile))
+                assert api.ok("projects/read", {"projectId": 101})["projects"][0]["codeRunning"]
+                nodes = api.ok("projects/nodes/read", {"projectId": 102})["nodes"]["live"]
+                assert {n["id"]: n["busy"] for n in nodes} == {LIVE_NODE: True, OTHER_NODE: False}
+                assert [d["deployId"] for d in emulator.active_deployments(101)] == [deploy_id]
+                assert api.ok("live/list", {"status": "Running"})["live"] == []
+            clock.advance(step)
+        assert seen == ["InQueue", "InQueue", "LoggingIn", "LoggingIn", "Running"]
+        assert [d["deployId"] for d in api.ok("live/list", {"status": "Running"})["live"]] == [
+            deploy_id
+        ]
+        assert emulator.stats()["rejections"]["project busy"] == 4
+
+
+def test_a_deployment_can_be_stopped_while_it_starts() -> None:
+    with stepped(startup_delay=10.0) as (emulator, api, clock):
+        compile_id = world(emulator)
+        deploy_id = api.ok("live/create", create_body(101, compile_id))["deployId"]
+        clock.advance(6)
+        assert api.ok("live/read", {"projectId": 101})["status"] == "LoggingIn"
+        api.ok("live/update/stop", {"projectId": 101})
+        clock.advance(60)  # start-up never resumes once stopped
+        read = api.ok("live/read", {"projectId": 101})
+        assert (read["deployId"], read["status"]) == (deploy_id, "Stopped")
+        assert emulator.stats()["stops"][0]["status"] == "Stopped"
+        assert emulator.active_deployments() == []
+
+
+def test_startup_with_the_real_clock() -> None:
+    with Emulator(compile_delay=0.0, startup_delay=1.0) as emulator, httpx.Client() as http:
+        api = Api(emulator)
+        api.http = http
+        compile_id = world(emulator)
+        api.ok("live/create", create_body(101, compile_id))
+        seen: list[str] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and seen[-1:] != ["Running"]:
+            status = api.ok("live/read", {"projectId": 101})["status"]
+            if seen[-1:] != [status]:
+                seen.append(status)
+            time.sleep(0.05)
+        order = ["InQueue", "LoggingIn", "Running"]
+        assert seen[-1] == "Running" and seen == [s for s in order if s in seen], seen
+
+
+def test_default_startup_is_running_at_once(emulator: Emulator, api: Api) -> None:
+    compile_id = world(emulator)
+    assert api.ok("live/create", create_body(101, compile_id))["live"]["status"] == "Running"
+    assert api.ok("live/read", {"projectId": 101})["status"] == "Running"
+    with pytest.raises(ValueError, match="negative"):
+        Emulator(startup_delay=-1)
+
+
+def test_failed_brokerage_login_without_delay(emulator: Emulator, api: Api) -> None:
+    emulator.add_project(101, name="p101", fail_login=True)
+    emulator.add_node(LIVE_NODE)
+    compile_id = emulator.add_compile(101)
+    created = api.ok("live/create", create_body(101, compile_id))  # the create succeeds
+    assert created["live"]["status"] == "Running" and created["live"]["message"] == ""
+    read = api.ok("live/read", {"projectId": 101})
+    assert read["deployId"] == created["deployId"] and read["status"] == "RuntimeError"
+    assert read["message"].startswith("Brokerage login failed: ") and read["stopped"]
+    (listed,) = api.ok("live/list")["live"]
+    assert (listed["status"], listed["error"]) == ("RuntimeError", read["message"])
+    assert listed["stopped"] == read["stopped"]
+    failed = api.ok("live/list", {"status": "RuntimeError"})["live"]
+    assert [d["deployId"] for d in failed] == [created["deployId"]]
+    assert "no running" in api.refused("live/update/stop", {"projectId": 101})
+    assert emulator.active_deployments() == [] and emulator.creates_committed(101) == 1
+    nodes = api.ok("projects/nodes/read", {"projectId": 101})["nodes"]["live"]
+    assert nodes[0]["busy"] is False and "projectId" not in nodes[0]
+    assert not api.ok("projects/read", {"projectId": 101})["projects"][0]["codeRunning"]
+    emulator.add_project(102)  # the node is free again
+    api.ok("live/create", create_body(102, emulator.add_compile(102)))
+    assert api.ok("live/read", {"projectId": 102})["status"] == "Running"
+    emulator.end(102, "Stopped")
+    emulator.update_project(101, fail_login=False)  # credentials fixed: the next one runs
+    again = api.ok("live/create", create_body(101, compile_id))["deployId"]
+    assert emulator.active_deployments(101)[0]["deployId"] == again
+    assert emulator.stats()["rejections"] == {"project busy": 0, "node busy": 0, "other": 0}
+
+
+def test_failed_brokerage_login_after_the_startup_delay() -> None:
+    with stepped(startup_delay=4.0) as (emulator, api, clock):
+        emulator.add_project(101, fail_login="IB account DU1 is locked")
+        emulator.add_node(LIVE_NODE)
+        compile_id = emulator.add_compile(101)
+        created = api.ok("live/create", create_body(101, compile_id))
+        assert created["live"]["status"] == "InQueue"
+        seen = []
+        for _ in range(3):
+            read = api.ok("live/read", {"projectId": 101})
+            seen.append((read["status"], read["message"], read["stopped"]))
+            clock.advance(2)
+        message = "Brokerage login failed: IB account DU1 is locked"
+        assert seen == [
+            ("InQueue", "", None),
+            ("LoggingIn", "", None),
+            ("RuntimeError", message, "2027-01-15T08:00:04Z"),  # when the login failed
+        ]
+        (listed,) = api.ok("live/list")["live"]
+        assert (listed["status"], listed["error"]) == ("RuntimeError", message)
+
+
+def test_fail_login_from_seed_admin_and_python(emulator: Emulator, api: Api) -> None:
+    emulator.seed(
+        {
+            "projects": [
+                {"projectId": 1, "failLogin": True},
+                {"projectId": 2, "failLogin": "two-factor timed out"},
+                {"projectId": 3},
+            ]
+        }
+    )
+    projects = emulator.world.projects
+    assert projects[1]["failLogin"].startswith("Brokerage login failed: ")
+    assert projects[2]["failLogin"] == "Brokerage login failed: two-factor timed out"
+    assert projects[3]["failLogin"] == ""
+    answer = api.admin("projects/update", {"projectId": 3, "failLogin": "bad password"})
+    assert answer.json() == {"success": True, "errors": []}
+    assert projects[3]["failLogin"] == "Brokerage login failed: bad password"
+    assert api.admin("projects/update", {"projectId": 3, "failLogin": False}).json()["success"]
+    assert projects[3]["failLogin"] == ""
+    assert api.admin("projects/update", {"projectId": 3, "failBuild": True}).json()["success"]
+    assert projects[3]["failBuild"] is True and projects[3]["failLogin"] == ""
+    for body, reason in [
+        ({"projectId": 99, "failLogin": True}, "99"),
+        ({"projectId": 3, "failLogin": 3}, "failLogin"),
+        ({"projectId": 3, "failLogin": ""}, "failLogin"),
+        ({"projectId": 3, "failBuild": "yes"}, "failBuild"),
+        ({"projectId": 3, "colour": "red"}, "colour"),
+    ]:
+        refused = api.admin("projects/update", body).json()
+        assert refused["success"] is False and reason in refused["errors"][0], body
+    for bad in (3, "", [True]):
+        with pytest.raises(ValueError, match="failLogin"):
+            emulator.add_project(4, fail_login=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="failLogin"):
+        emulator.seed({"projects": [{"projectId": 5, "failLogin": 1.5}]})
+    assert "failLogin" not in api.ok("projects/read", {"projectId": 1})["projects"][0]
+
+
+def test_fail_login_persists_with_the_data_directory(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with Emulator(data_dir=str(data), compile_delay=0) as emulator:
+        emulator.add_project(5, fail_login="expired token")
+        emulator.add_project(6)
+        emulator.update_project(6, fail_login=True)
+        emulator.add_node(LIVE_NODE)
+        compile_id = emulator.add_compile(5)
+        with httpx.Client() as http:
+            api = Api(emulator)
+            api.http = http
+            api.ok("live/create", create_body(5, compile_id))
+    with Emulator(data_dir=str(data)) as again, httpx.Client() as http:
+        api = Api(again)
+        api.http = http
+        assert again.world.projects[5]["failLogin"] == "Brokerage login failed: expired token"
+        assert again.world.projects[6]["failLogin"].startswith("Brokerage login failed")
+        read = api.ok("live/read", {"projectId": 5})
+        assert (read["status"], read["message"]) == (
+            "RuntimeError",
+            "Brokerage login failed: expired token",
+        )
+        assert again.active_deployments() == []
+
+
+@pytest.mark.parametrize(
+    "status",
+    ["Stopped", "Liquidated", "RuntimeError", "Completed", "Deleted", "DeployError", "Invalid"],
+)
+def test_end_a_deployment_behind_the_clients_back(
+    emulator: Emulator, api: Api, status: str
+) -> None:
+    compile_id = world(emulator)
+    deploy_id = api.ok("live/create", create_body(101, compile_id))["deployId"]
+    assert emulator.end(101, status, f"ended: {status}") == deploy_id
+    read = api.ok("live/read", {"projectId": 101})
+    assert (read["deployId"], read["status"], read["message"]) == (
+        deploy_id,
+        status,
+        f"ended: {status}",
+    )
+    assert read["stopped"] is not None
+    (listed,) = api.ok("live/list")["live"]
+    assert (listed["status"], listed["error"]) == (status, f"ended: {status}")
+    assert emulator.active_deployments() == [] and emulator.stats()["stops"] == []
+    again = api.ok("live/create", create_body(101, compile_id))["deployId"]  # project free
+    answer = api.admin("live/end", {"projectId": 101, "status": status}).json()
+    assert answer == {"success": True, "errors": [], "deployId": again}
+    assert api.ok("live/read", {"projectId": 101})["status"] == status
+
+
+def test_end_refuses_what_it_cannot_do(emulator: Emulator, api: Api) -> None:
+    compile_id = world(emulator)
+    with pytest.raises(ValueError, match="no running"):
+        emulator.end(101, "Stopped")
+    api.ok("live/create", create_body(101, compile_id))
+    for status in ("Running", "InQueue", "Exploded", ""):
+        with pytest.raises(ValueError, match="status must be one of"):
+            emulator.end(101, status)
+    for body in (
+        {"projectId": 101},
+        {"projectId": 101, "status": "Running"},
+        {"projectId": 101, "status": "Stopped", "message": 7},
+        {"projectId": 999, "status": "Stopped"},
+    ):
+        answer = api.admin("live/end", body).json()
+        assert answer["success"] is False and answer["errors"], body
+    assert api.ok("live/read", {"projectId": 101})["status"] == "Running"
+    assert emulator.kill(101) and api.ok("live/read", {"projectId": 101})["status"] == (
+        "RuntimeError"
+    )
+
+
+def test_nodes_read_reports_who_uses_a_busy_node(emulator: Emulator, api: Api) -> None:
+    compile_id = world(emulator)
+    emulator.add_project(102, name="p102")
+    emulator.add_node(OTHER_NODE)
+    api.ok("live/create", create_body(101, compile_id))
+    for asking in (101, 102):  # the same picture from any project
+        nodes = api.ok("projects/nodes/read", {"projectId": asking})["nodes"]["live"]
+        by_id = {n["id"]: n for n in nodes}
+        busy, free = by_id[LIVE_NODE], by_id[OTHER_NODE]
+        assert busy["busy"] is True and busy["usedBy"] == emulator.user_id
+        assert (busy["projectId"], busy["projectName"]) == (101, "p101")
+        assert free["busy"] is False
+        assert not {"usedBy", "projectId", "projectName"} & set(free)
+    api.ok("live/update/stop", {"projectId": 101})
+    nodes = api.ok("projects/nodes/read", {"projectId": 101})["nodes"]["live"]
+    assert all(n["busy"] is False and "usedBy" not in n for n in nodes)

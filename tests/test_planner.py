@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from hypothesis import given, settings
@@ -97,19 +98,28 @@ def simulate_apply(
     recorded: dict[str, Record],
     live: list[LiveDeployment],
 ) -> tuple[dict[str, Record], list[LiveDeployment]]:
-    """What a successful apply leaves behind: creates are live and recorded, adoptions recorded."""
+    """What a successful apply (with --prune) leaves behind: stops first (replaces, prunes),
+    then creates are live and recorded; adoptions recorded; prunes and releases forgotten."""
     by_name = {d.name: d for d in desired}
-    recorded, live = dict(recorded), list(live)
+    stopped = {
+        a.deploy_id for a in result.actions if a.action in ("replace", "prune") and a.deploy_id
+    }
+    recorded = dict(recorded)
+    live = [dataclasses.replace(x, status="Stopped") if x.deploy_id in stopped else x for x in live]
     for n, action in enumerate(result.actions):
-        if action.action == "create":
+        if action.action in ("create", "replace"):
             d = by_name[action.name or ""]
             brokerage, environment = d.identity
             deploy = f"L-new-{n}"
             live.append(LiveDeployment(d.project_id, deploy, "Running", brokerage, environment))
-            recorded[d.name] = Record(d.name, d.project_id, d.spec_hash, deploy, True)
+            recorded[d.name] = Record(
+                d.name, d.project_id, d.spec_hash, deploy, True, spec_json=d.spec_json
+            )
         elif action.adopt:
             d = by_name[action.name or ""]
             recorded[d.name] = Record(d.name, d.project_id, d.spec_hash, action.deploy_id, False)
+        elif action.action == "prune" or action.release:
+            recorded.pop(action.name or "", None)
     return recorded, live
 
 
@@ -154,8 +164,9 @@ def test_apply_then_replan_is_all_noop(world) -> None:  # type: ignore[no-untype
         assert action.action != "create"
         if action.name in acted:
             assert action.action == "noop" and not action.adopt, action
-    if not (first.of_kind("conflict") or first.of_kind("replace") or first.of_kind("prune")):
+    if not first.refused:  # blocked and conflict persist until a person acts
         assert {a.action for a in second.actions} <= {"noop", "unmanaged"}
+        assert not any(a.release for a in second.actions)
 
 
 def test_empty_store_adopts_a_matching_deployment() -> None:
@@ -195,12 +206,13 @@ def test_changed_spec_is_replace_and_removed_owned_manifest_is_prune() -> None:
         LiveDeployment(5, "L-3", "Running", "QuantConnectBrokerage", "paper"),
         LiveDeployment(6, "L-4", "Running", "QuantConnectBrokerage", "paper"),
     ]
-    kinds = [(a.action, a.name, a.project_id) for a in plan([d], recorded, live).actions]
+    kinds = [(a.action, a.name, a.project_id, a.release) for a in plan([d], recorded, live).actions]
+    # r was adopted: never pruned; its record is released (DESIGN §11) and it keeps running.
     assert kinds == [
-        ("replace", "p", 3),
-        ("prune", "q", 4),
-        ("unmanaged", None, 5),
-        ("unmanaged", None, 6),
+        ("replace", "p", 3, False),
+        ("prune", "q", 4, False),
+        ("unmanaged", "r", 5, True),
+        ("unmanaged", None, 6, False),
     ]
 
 

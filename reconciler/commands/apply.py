@@ -8,8 +8,9 @@ import sys
 from typing import Any
 
 from reconciler import render
-from reconciler.engine import Outcome
 from reconciler.errors import ConfigError, StalePlanError
+from reconciler.model import Deployment, Outcome
+from reconciler.planner import DEFAULT_MAX_PRUNES
 from reconciler.render import PLAN_FORMAT_VERSION
 from reconciler.runtime import connect, load_desired_for
 
@@ -58,12 +59,25 @@ def _progress(outcome: Outcome, done: int, total: int) -> None:
     print(f"[{done}/{total}] {render.outcome_line(outcome)}", flush=True)
 
 
+def _check_flags(args: argparse.Namespace, desired: list[Deployment]) -> None:
+    if args.plan and (args.replace or args.max_prunes != DEFAULT_MAX_PRUNES):
+        raise ConfigError(
+            "--replace and --max-prunes change the plan: they cannot be combined with --plan "
+            "(apply without --plan, or save a plan made without them)"
+        )
+    names = {d.name for d in desired}
+    unknown = sorted(set(args.replace) - names)
+    if unknown:
+        raise ConfigError(f"--replace {', '.join(unknown)}: no manifest has that name")
+
+
 def run(args: argparse.Namespace) -> int:
     saved = read_plan_file(args.plan) if args.plan else None
     paths = [str(p) for p in saved["paths"]] if saved else args.paths
     if saved and saved.get("sandbox") and not args.sandbox:
         raise ConfigError(f"{args.plan} was made with --sandbox; apply it with --sandbox")
     desired = load_desired_for(args, paths)
+    _check_flags(args, desired)
     with connect(args, desired, concurrency=args.concurrency) as rt:
         if saved and not saved.get("sandbox") and saved.get("apiUrl") != rt.api_url:
             raise StalePlanError(
@@ -73,7 +87,13 @@ def run(args: argparse.Namespace) -> int:
             live = rt.engine.fetch_live()
             for outcome in rt.engine.resolve_open_intents(live):
                 print(f"resolved an interrupted create: {render.outcome_line(outcome)}")
-            plan, fingerprints = rt.engine.make_plan(desired, live, fingerprinted=saved is not None)
+            plan, fingerprints = rt.engine.make_plan(
+                desired,
+                live,
+                fingerprinted=saved is not None,
+                force_replace=set(args.replace),
+                max_prunes=args.max_prunes,
+            )
             if saved is not None:
                 changed = [k for k, v in fingerprints.items() if saved["fingerprints"].get(k) != v]
                 if changed:
@@ -90,13 +110,15 @@ def run(args: argparse.Namespace) -> int:
                 if not rt.store.claim_plan(saved["nonce"]):
                     raise StalePlanError(f"saved plan {args.plan} was already applied")
             print(render.plan_text(plan), flush=True)
-            needs_consent = plan.has_changes and saved is None
-            if needs_consent and not _confirm(args):
+            acting = bool(plan.of_kind("create") or plan.of_kind("replace")) or bool(
+                args.prune and plan.of_kind("prune")
+            )
+            if acting and saved is None and not _confirm(args):
                 print("Apply cancelled; nothing was done.")
                 return 1
-            if plan.of_kind("create"):
+            if acting:
                 print(flush=True)
-            outcomes = rt.engine.apply(plan, desired, progress=_progress)
+            outcomes = rt.engine.apply(plan, desired, prune=args.prune, progress=_progress)
     print()
     print(render.outcomes_text(outcomes))
     return 1 if any(o.failed for o in outcomes) else 0

@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(str(error)) from None
     if args.compile_delay < 0:
         raise ConfigError("--compile-delay must not be negative")
+    if args.startup_delay < 0:
+        raise ConfigError("--startup-delay must not be negative")
     try:
         emulator = Emulator(
             args.host,
@@ -41,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
             token=token,
             data_dir=args.data,
             compile_delay=args.compile_delay,
+            startup_delay=args.startup_delay,
             access_log=lambda line: print(line, file=sys.stderr, flush=True),
         )
         if args.seed:

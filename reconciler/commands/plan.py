@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"\nSaved the plan to {args.out}; apply it with: reconciler apply --plan {args.out}"
             )
-    if plan.of_kind("conflict"):
+    if plan.refused:
         return 1
     if args.detailed_exitcode and plan.has_changes:
         return 2

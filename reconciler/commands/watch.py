@@ -38,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
         )
     try:
         with connect(args, seed, observer=metrics.observe_api) as rt:
-            daemon = Daemon(rt, DesiredTracker(args.paths), metrics, args.resync, stop)
+            daemon = Daemon(
+                rt, DesiredTracker(args.paths), metrics, args.resync, stop, prune=args.prune
+            )
             holder.append(daemon)
             log.info(
                 "watching %s (resync every %gs)",

@@ -16,10 +16,21 @@ authenticated call: `latency` (seconds, every call), `ratelimit` (answer the nex
 `drop_before` (close the next k connections without acting), `drop` (act, then close
 without answering: "commit then drop", the client cannot know the outcome).
 
-Admin endpoints (same authentication, outside the API prefix):
-`POST /_emulator/faults` `{"endpoint": "live/create", "latency": 0.05, ...}`,
-`POST /_emulator/faults/clear`, `POST /_emulator/stats`,
-`POST /_emulator/live/kill` `{"projectId": N}`, `POST /_emulator/seed` (a seed document).
+Admin endpoints (same authentication, outside the API prefix; each answers `success`
+and `errors`, `success: false` with the reason for a bad request or an unknown project):
+- `POST /_emulator/faults` `{"endpoint": "live/create", "latency": 0.05, ...}`: set faults
+  (answers the `faults` now set); `POST /_emulator/faults/clear`: remove them all.
+- `POST /_emulator/stats`: what `Emulator.stats()` returns.
+- `POST /_emulator/seed`: add what a seed document describes.
+- `POST /_emulator/live/kill` `{"projectId": N}`: the running algorithm dies (RuntimeError);
+  answers its `deployId`.
+- `POST /_emulator/live/end` `{"projectId": N, "status": "Stopped", "message": "..."}`: the
+  active deployment ends with any non-running status (a stop in the web IDE, a crash, a
+  completion); answers its `deployId`.
+- `POST /_emulator/projects/touch` `{"projectId": N}`: the project's code changed; its
+  `modified` moves (answered as `modified`, as `projects/read` renders it).
+- `POST /_emulator/projects/update` `{"projectId": N, "failLogin": true|false|"reason",
+  "failBuild": true|false}`: change how the project's compiles and deployments behave.
 """
 
 from __future__ import annotations
@@ -89,6 +100,7 @@ def _endpoint(path: str) -> str:
 
 
 ROUTES: Mapping[str, Callable[[World, Mapping[str, Any]], dict[str, Any]]] = {
+    "authenticate": World.authenticate,
     "projects/read": World.projects_read,
     "projects/nodes/read": World.nodes_read,
     "projects/nodes/update": World.nodes_update,
@@ -267,7 +279,12 @@ class Emulator:
 
     `Emulator(compile_delay=0.0)` for tests; `url`, `user_id` and `token` once started.
     Seed it with `add_project` / `add_node` / `add_compile` / `add_live` or `seed(dict)`,
-    inject faults with `inject(endpoint, **knobs)`, read counters with `stats()`.
+    inject faults with `inject(endpoint, **knobs)`, read counters with `stats()`; act
+    behind the client's back with `kill`, `end`, `touch_project`, `update_project`.
+
+    `startup_delay` seconds: a new deployment is InQueue, then LoggingIn, then Running
+    (0: Running at once). `clock` is the world's time (compiles, start-up, timestamps in
+    answers), for tests that step it; authentication always uses the real time.
     """
 
     def __init__(
@@ -279,13 +296,21 @@ class Emulator:
         token: str | None = None,
         data_dir: str | os.PathLike[str] | None = None,
         compile_delay: float = 1.0,
+        startup_delay: float = 0.0,
         access_log: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.host = host
         self.port = port
         self.user_id = user_id or str(secrets.randbelow(900_000) + 100_000)
         self.token = token or secrets.token_hex(32)
-        self.world = World(self.user_id, compile_delay=compile_delay, data_dir=data_dir)
+        self.world = World(
+            self.user_id,
+            compile_delay=compile_delay,
+            startup_delay=startup_delay,
+            data_dir=data_dir,
+            clock=clock,
+        )
         self.access_log = access_log
         self._faults: dict[str, Fault] = {}
         self._calls: dict[str, dict[str, int]] = {}
@@ -372,6 +397,24 @@ class Emulator:
     def kill(self, project_id: int) -> str:
         return self.world.kill(project_id)
 
+    def end(self, project_id: int, status: str, message: str = "") -> str:
+        """End the project's active deployment with `status`; returns its deployId."""
+        return self.world.end(project_id, status, message)
+
+    def touch_project(self, project_id: int) -> str:
+        """The project's code changed; returns its new `modified` as projects/read shows it."""
+        return self.world.touch_project(project_id)
+
+    def update_project(
+        self,
+        project_id: int,
+        *,
+        fail_login: bool | str | None = None,
+        fail_build: bool | None = None,
+    ) -> None:
+        """Change `failLogin` / `failBuild` of a project (None leaves one as it is)."""
+        self.world.update_project(project_id, fail_login=fail_login, fail_build=fail_build)
+
     def has_project(self, project_id: int) -> bool:
         return self.world.has_project(project_id)
 
@@ -412,12 +455,22 @@ class Emulator:
             return {endpoint: asdict(fault) for endpoint, fault in self._faults.items()}
 
     def stats(self) -> dict[str, Any]:
-        """`calls[endpoint]` = {"total", "<status>": n}; `create_times` = every create received."""
+        """Counters for tests and benchmarks, since this emulator started.
+
+        `calls[endpoint]` = {"total", "<status>": n}; `create_times` = every create received
+        ({"time", "projectId"}); `creates_committed` = {"<projectId>": n} (kept with the data
+        directory). For safety invariants: `created` = [{"deployId", "projectId", "time"}]
+        for every create committed; `stops` = [{"deployId", "projectId", "status", "time"}]
+        for every deployment live/update/stop or liquidate stopped; `rejections` =
+        {"project busy": n, "node busy": n, "other": n}, refused creates by rule.
+        """
+        safety = self.world.safety_stats()  # takes the world's lock, never under ours
         with self._lock:
             return {
                 "calls": {k: dict(v) for k, v in self._calls.items()},
                 "create_times": [dict(t) for t in self._create_times],
                 "creates_committed": {str(k): v for k, v in sorted(self.world.committed.items())},
+                **safety,
             }
 
     def _take_fault(self, endpoint: str) -> tuple[str, float] | None:
@@ -471,22 +524,61 @@ class Emulator:
         return None
 
     def _admin(self, action: str, body: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        handler = self._admin_actions().get(action)
+        if handler is None:
+            return 404, {"success": False, "errors": [f"No admin action {action!r}."]}
         try:
-            if action == "faults":
-                knobs = {k: v for k, v in body.items() if k != "endpoint"}
-                self.inject(str(body.get("endpoint", "")), **knobs)
-                return 200, {"success": True, "errors": [], "faults": self.faults()}
-            if action == "faults/clear":
-                self.clear_faults()
-                return 200, {"success": True, "errors": []}
-            if action == "stats":
-                return 200, {"success": True, "errors": [], **self.stats()}
-            if action == "live/kill":
-                deploy_id = self.kill(body.get("projectId"))  # type: ignore[arg-type]
-                return 200, {"success": True, "errors": [], "deployId": deploy_id}
-            if action == "seed":
-                self.seed(body)
-                return 200, {"success": True, "errors": []}
+            extra = handler(body)
         except (TypeError, ValueError) as error:
             return 200, {"success": False, "errors": [str(error)]}
-        return 404, {"success": False, "errors": [f"No admin action {action!r}."]}
+        return 200, {"success": True, "errors": [], **extra}
+
+    def _admin_actions(self) -> dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]]:
+        """Admin action -> handler returning the answer's fields beyond the envelope."""
+        return {
+            "faults": self._admin_faults,
+            "faults/clear": self._admin_clear,
+            "stats": lambda body: self.stats(),
+            "seed": self._admin_seed,
+            "live/kill": self._admin_kill,
+            "live/end": self._admin_end,
+            "projects/touch": self._admin_touch,
+            "projects/update": self._admin_update_project,
+        }
+
+    def _admin_faults(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        knobs = {k: v for k, v in body.items() if k != "endpoint"}
+        self.inject(str(body.get("endpoint", "")), **knobs)
+        return {"faults": self.faults()}
+
+    def _admin_clear(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        self.clear_faults()
+        return {}
+
+    def _admin_seed(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        self.seed(body)
+        return {}
+
+    def _admin_kill(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return {"deployId": self.kill(body.get("projectId"))}  # type: ignore[arg-type]
+
+    def _admin_touch(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return {"modified": self.touch_project(body.get("projectId"))}  # type: ignore[arg-type]
+
+    def _admin_end(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        project_id, status = body.get("projectId"), body.get("status")
+        if not isinstance(status, str):
+            raise ValueError("status is required: the status the deployment ends with")
+        deploy_id = self.end(project_id, status, body.get("message", ""))  # type: ignore[arg-type]
+        return {"deployId": deploy_id}
+
+    def _admin_update_project(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = set(body) - {"projectId", "failLogin", "failBuild"}
+        if unknown:
+            raise ValueError(f"unknown project options {sorted(unknown)}")
+        self.update_project(
+            body.get("projectId"),  # type: ignore[arg-type]
+            fail_login=body.get("failLogin"),
+            fail_build=body.get("failBuild"),
+        )
+        return {}

@@ -302,7 +302,15 @@ _PAPER_WORDS = frozenset({"paper", "practice", "uat", "beta"})
 
 
 class Rejected(Exception):
-    """A request the API answers with `success: false` and this reason."""
+    """A request the API answers with `success: false` and this reason.
+
+    `rule` names the rule that refused it ("project busy", "node busy", "other"), so the
+    emulator can count refusals by rule for tests of the client's safety invariants.
+    """
+
+    def __init__(self, message: str, rule: str = "other") -> None:
+        super().__init__(message)
+        self.rule = rule
 
 
 @dataclass(frozen=True)

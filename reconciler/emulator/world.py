@@ -11,6 +11,17 @@ compiles advance InQueue -> BuildSuccess after `compile_delay` seconds (BuildErr
 project marked `failBuild`); the brokerage settings must match a module of the spec (or
 the seed's legacy shape); stop and liquidate change the status.
 
+A new deployment starts up as on the real API: with `startup_delay` d > 0 it is InQueue
+for d/2 seconds, LoggingIn until d, then Running (d = 0: Running at once). A project
+marked `failLogin` sees its new deployments end in RuntimeError ("Brokerage login
+failed: ...") once start-up is over; `live/create` itself still succeeds, as the real
+API answers before the brokerage login is tried. Both are computed from the clock when
+read, like compile states, so no thread moves anything and a restart keeps them.
+
+For tests of the client's safety invariants the world keeps, since it started (in memory
+only), every deployment `live/create` committed (`created`), every one that stop or
+liquidate stopped (`stops`), and refused creates counted by rule (`rejections`).
+
 With a data directory, the world is saved after every change (write to a temporary
 file, fsync, rename), so it survives a restart and is never half-written. Brokerage
 credentials are checked and then forgotten: they are never stored or written.
@@ -40,6 +51,10 @@ LIVE_STATUSES = (
     "DeployError", "InQueue", "Running", "Stopped", "Liquidated", "Deleted", "Completed",
     "RuntimeError", "Invalid", "LoggingIn", "Initializing", "History",
 )  # fmt: skip
+ENDED = tuple(s for s in LIVE_STATUSES if s not in ACTIVE)
+REJECTION_RULES = ("project busy", "node busy", "other")
+LOGIN_FAILED = "Brokerage login failed"
+DEFAULT_LOGIN_FAILURE = f"{LOGIN_FAILED}: invalid credentials (emulated)."
 
 LEAN_VERSIONS: tuple[dict[str, Any], ...] = (
     {"id": 17202, "name": "master", "description": "LEAN master", "ref": "refs/heads/master"},
@@ -71,6 +86,21 @@ def _int(body: Mapping[str, Any], name: str, *, required: bool = True) -> int | 
     return value
 
 
+def _login_failure(value: object) -> str:
+    """The message a failing brokerage login ends with; "" when logins succeed.
+
+    True gives a default message; a string is the reason, prefixed with "Brokerage login
+    failed: " unless it already says so (the API's wording, which clients may match).
+    """
+    if value is None or value is False:
+        return ""
+    if value is True:
+        return DEFAULT_LOGIN_FAILURE
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"failLogin must be true, false or a non-empty message, not {value!r}")
+    return value if value.startswith(LOGIN_FAILED) else f"{LOGIN_FAILED}: {value}"
+
+
 def _str(body: Mapping[str, Any], name: str) -> str:
     value = body.get(name)
     if value is None or value == "":
@@ -86,11 +116,15 @@ class World:
         user_id: str,
         *,
         compile_delay: float = 1.0,
+        startup_delay: float = 0.0,
         data_dir: str | os.PathLike[str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if startup_delay < 0:
+            raise ValueError("startup_delay must not be negative")
         self.user_id = user_id
         self.compile_delay = compile_delay
+        self.startup_delay = startup_delay
         self.clock = clock
         self.lock = threading.RLock()
         self.path = Path(data_dir) / STATE_FILE if data_dir is not None else None
@@ -99,6 +133,9 @@ class World:
         self.compiles: dict[str, dict[str, Any]] = {}
         self.deployments: list[dict[str, Any]] = []
         self.committed: Counter[int] = Counter()  # creates committed through the API
+        self.created: list[dict[str, Any]] = []  # {"deployId", "projectId", "time"}
+        self.stops: list[dict[str, Any]] = []  # {"deployId", "projectId", "status", "time"}
+        self.rejections: Counter[str] = Counter()  # refused live/create calls by rule
         self._by_project: dict[int, list[dict[str, Any]]] = {}
         self._on_node: dict[str, dict[str, Any]] = {}  # node id -> its active deployment
         self.organization = _hex()
@@ -176,11 +213,13 @@ class World:
         name: str | None = None,
         *,
         fail_build: bool = False,
+        fail_login: bool | str = False,
         description: str = "",
         language: str = "Py",
     ) -> None:
         if isinstance(project_id, bool) or not isinstance(project_id, int) or project_id < 1:
             raise ValueError(f"projectId must be a positive integer, not {project_id!r}")
+        login_failure = _login_failure(fail_login)
         with self.lock:
             now = self.clock()
             self.projects[project_id] = {
@@ -189,6 +228,7 @@ class World:
                 "description": description,
                 "language": language,
                 "failBuild": bool(fail_build),
+                "failLogin": login_failure,
                 "created": now,
                 "modified": now,
                 "activeNodes": [],
@@ -196,6 +236,42 @@ class World:
                 "lastLiveDeployment": None,
             }
             self._save()
+
+    def update_project(
+        self,
+        project_id: int,
+        *,
+        fail_login: bool | str | None = None,
+        fail_build: bool | None = None,
+    ) -> None:
+        """Change a project's emulated behaviour; None leaves an option as it is.
+
+        `fail_login` applies to deployments created from now on: the brokerage login is
+        tried (and its outcome fixed) when a deployment is created.
+        """
+        if fail_build is not None and not isinstance(fail_build, bool):
+            raise ValueError(f"failBuild must be true or false, not {fail_build!r}")
+        login_failure = None if fail_login is None else _login_failure(fail_login)
+        with self.lock:
+            project = self._known_project(project_id)
+            if login_failure is not None:
+                project["failLogin"] = login_failure
+            if fail_build is not None:
+                project["failBuild"] = fail_build
+            self._save()
+
+    def touch_project(self, project_id: int) -> str:
+        """Mark the project's code as changed: `modified` moves, as an edit in the IDE does.
+
+        `modified` is rendered to the second, and a client compares rendered values, so
+        the new value is at least a second past the old one: two touches within one
+        second still show two different values. Returns the new rendered value.
+        """
+        with self.lock:
+            project = self._known_project(project_id)
+            project["modified"] = max(self.clock(), project["modified"] + 1)
+            self._save()
+            return str(iso(project["modified"]))
 
     def add_node(self, node_id: str, name: str | None = None, *, sku: str = "L-MICRO") -> None:
         if not isinstance(node_id, str) or not node_id:
@@ -251,11 +327,24 @@ class World:
 
     def kill(self, project_id: int, message: str = "Runtime error (injected)") -> str:
         """The project's running algorithm dies with a runtime error."""
+        return self.end(project_id, "RuntimeError", message)
+
+    def end(self, project_id: int, status: str, message: str = "") -> str:
+        """The project's active deployment ends with `status`, not through the API.
+
+        What a person pressing Stop in the web IDE, a crash or a completed algorithm does:
+        the reconciler must notice it from live state. Not counted in `stops`, which are
+        the API's stops only. Returns the deployment's id.
+        """
+        if status not in ENDED:
+            raise ValueError(f"status must be one of {list(ENDED)}, not {status!r}")
+        if not isinstance(message, str):
+            raise ValueError("message must be a string")
         with self.lock:
             deployment = self._active(project_id)
             if deployment is None:
                 raise ValueError(f"project {project_id} has no running live algorithm")
-            self._set_status(deployment, "RuntimeError", error=message)
+            self._set_status(deployment, status, error=message)
             self._save()
             return str(deployment["deployId"])
 
@@ -278,6 +367,7 @@ class World:
                 project_id,  # type: ignore[arg-type]  # checked by add_project
                 item.get("name"),
                 fail_build=bool(item.get("failBuild", False)),
+                fail_login=item.get("failLogin", False),
                 description=str(item.get("description", "")),
             )
         for item in _items(data, "nodes"):
@@ -327,8 +417,19 @@ class World:
             return [
                 self._summary(d)
                 for d in self.deployments
-                if d["status"] in ACTIVE and project_id in (None, d["projectId"])
+                if self._status(d) in ACTIVE and project_id in (None, d["projectId"])
             ]
+
+    def safety_stats(self) -> dict[str, Any]:
+        """Copies of `created`, `stops` and `rejections` (every rule present, 0 if none)."""
+        with self.lock:
+            rejections = {rule: 0 for rule in REJECTION_RULES}
+            rejections.update(self.rejections)
+            return {
+                "created": [dict(c) for c in self.created],
+                "stops": [dict(s) for s in self.stops],
+                "rejections": rejections,
+            }
 
     # ---- internals ---------------------------------------------------------------------
 
@@ -338,14 +439,52 @@ class World:
             raise Rejected(f"Project {project_id} not found.")
         return project
 
+    def _known_project(self, project_id: int) -> dict[str, Any]:
+        """The project, for the Python and admin calls, which raise ValueError."""
+        project = self.projects.get(project_id)
+        if project is None:
+            raise ValueError(f"project {project_id} does not exist")
+        return project
+
     def _active(self, project_id: int) -> dict[str, Any] | None:
         for deployment in self._by_project.get(project_id, ()):
-            if deployment["status"] in ACTIVE:
+            if self._status(deployment) in ACTIVE:
                 return deployment
         return None
 
     def _node_user(self, node_id: str) -> dict[str, Any] | None:
-        return self._on_node.get(node_id)
+        # The index holds the last deployment started on the node; one whose login has
+        # failed since is no longer on it, though nothing rewrote its record.
+        user = self._on_node.get(node_id)
+        if user is None or self._status(user) not in ACTIVE:
+            return None
+        return user
+
+    def _state(
+        self, deployment: Mapping[str, Any], *, login_known: bool = True
+    ) -> tuple[str, float | None, str]:
+        """(status, stopped, message) of a deployment as of now.
+
+        A stored status other than Running was set by a stop or an end and stands as it
+        is. A stored Running is refined by the clock: start-up phases until `ready`, then
+        RuntimeError if the brokerage login fails. `login_known=False` renders what the
+        create call answers, before the login has been tried.
+        """
+        status = deployment["status"]
+        if status != "Running":
+            return status, deployment["stopped"], deployment["error"]
+        launched = deployment["launched"]
+        ready = deployment.get("ready", launched)  # state files from before start-up
+        now = self.clock()
+        if now < ready:
+            return ("InQueue" if now < (launched + ready) / 2 else "LoggingIn"), None, ""
+        failure = deployment.get("loginError", "") if login_known else ""
+        if failure:
+            return "RuntimeError", ready, failure
+        return "Running", None, deployment["error"]
+
+    def _status(self, deployment: Mapping[str, Any]) -> str:
+        return self._state(deployment)[0]
 
     def _index(self, deployment: dict[str, Any]) -> None:
         self._by_project.setdefault(deployment["projectId"], []).append(deployment)
@@ -362,13 +501,15 @@ class World:
         if running is not None:
             raise Rejected(
                 f"Project {project_id} already has a live algorithm running "
-                f"({running['deployId']}); stop it before deploying again."
+                f"({running['deployId']}); stop it before deploying again.",
+                rule="project busy",
             )
         busy = self._node_user(node_id)
         if busy is not None:
             raise Rejected(
                 f"Node {node_id} is busy running project {busy['projectId']}; "
-                "a node runs one algorithm at a time."
+                "a node runs one algorithm at a time.",
+                rule="node busy",
             )
 
     def _deploy(
@@ -381,8 +522,13 @@ class World:
         status: str,
         providers: Iterable[str] = ("QuantConnectBrokerage",),
         auto_restart: bool = False,
+        startup: float = 0.0,
+        login_error: str = "",
     ) -> dict[str, Any]:
+        """Record a deployment: `startup` seconds of InQueue/LoggingIn, then the login,
+        which fails with `login_error` when that is not empty."""
         now = self.clock()
+        project = self.projects[project_id]
         deployment = {
             "deployId": f"L-{_hex()}",
             "projectId": project_id,
@@ -395,10 +541,11 @@ class World:
             "launched": now,
             "stopped": None if status in ACTIVE else now,
             "error": "",
+            "ready": now + startup,
+            "loginError": login_error,
         }
         self.deployments.append(deployment)
         self._index(deployment)
-        project = self.projects[project_id]
         project["lastLiveDeployment"] = now
         project["liveForm"] = {
             "brokerageData": {"authentication": {}},
@@ -420,33 +567,39 @@ class World:
         return "InQueue"
 
     @staticmethod
-    def _shared_fields(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    def _shared_fields(
+        deployment: Mapping[str, Any], state: tuple[str, float | None, str]
+    ) -> dict[str, Any]:
         """What LiveAlgorithmSummary and LiveAlgorithm(Results) have in common."""
         return {
             "deployId": deployment["deployId"],
-            "status": deployment["status"],
+            "status": state[0],
             "launched": iso(deployment["launched"]),
-            "stopped": iso(deployment["stopped"]),
+            "stopped": iso(state[1]),
             "brokerage": deployment["brokerage"],
         }
 
     def _summary(self, deployment: Mapping[str, Any]) -> dict[str, Any]:
         project = self.projects.get(deployment["projectId"], {})
+        state = self._state(deployment)
         return {
             "projectId": deployment["projectId"],
-            **self._shared_fields(deployment),
+            **self._shared_fields(deployment, state),
             "subscription": "Strategy Equity",
             "equity": 100000.0,
             "environment": deployment["environment"],
             "description": project.get("description", ""),
-            "error": deployment["error"],
+            "error": state[2],
             "leagues": [],
         }
 
-    def _live_algorithm(self, deployment: Mapping[str, Any]) -> dict[str, Any]:
+    def _live_algorithm(
+        self, deployment: Mapping[str, Any], *, login_known: bool = True
+    ) -> dict[str, Any]:
+        state = self._state(deployment, login_known=login_known)
         return {
-            "message": deployment["error"],
-            **self._shared_fields(deployment),
+            "message": state[2],
+            **self._shared_fields(deployment, state),
             "securityTypes": "Equity",
             "datacenter": "NY7",
             "isPublicStreaming": False,
@@ -592,7 +745,21 @@ class World:
         }[state]
         return {"compileId": compile_id, "state": state, "logs": logs}
 
+    def authenticate(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The server answers 401 before any route on bad credentials: reaching here is
+        success, and the answer is the bare envelope."""
+        return {}
+
     def live_create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """`_live_create`, counting every refusal by its rule for `rejections`."""
+        try:
+            return self._live_create(body)
+        except Rejected as error:
+            with self.lock:
+                self.rejections[error.rule if error.rule in REJECTION_RULES else "other"] += 1
+            raise
+
+    def _live_create(self, body: Mapping[str, Any]) -> dict[str, Any]:
         project_id = _int(body, "projectId")
         assert project_id is not None
         compile_id = _str(body, "compileId")
@@ -606,7 +773,7 @@ class World:
             providers = check_data_providers(body["dataProviders"], brokerage)
         version = self._version(version_text)
         with self.lock:
-            self._project(project_id)
+            project = self._project(project_id)
             compile = self.compiles.get(compile_id)
             if compile is None or compile["projectId"] != project_id:
                 raise Rejected(f"Compile {compile_id} not found in project {project_id}.")
@@ -625,17 +792,33 @@ class World:
                 "Running",
                 providers,
                 bool(body.get("automaticRedeploy", False)),
+                startup=self.startup_delay,
+                login_error=project.get("failLogin", ""),
             )
-            self.committed[project_id] += 1
-            self._save()
+            self._commit(deployment)
             return {
                 "responseCode": "200 OK",
                 "source": "api-v2",
                 "deployId": deployment["deployId"],
                 "versionId": version,
                 "projectId": project_id,
-                "live": self._live_algorithm(deployment),
+                # The API answers before the brokerage login is tried: a failure shows
+                # only on live/read and live/list.
+                "live": self._live_algorithm(deployment, login_known=False),
             }
+
+    def _commit(self, deployment: Mapping[str, Any]) -> None:
+        """Count a create made through the API and save: from here on it has happened."""
+        project_id = deployment["projectId"]
+        self.committed[project_id] += 1
+        self.created.append(
+            {
+                "deployId": deployment["deployId"],
+                "projectId": project_id,
+                "time": deployment["launched"],
+            }
+        )
+        self._save()
 
     def _version(self, text: str) -> int:
         if text == "-1":
@@ -667,7 +850,7 @@ class World:
                 chosen = self.deployments
             return {
                 "live": [
-                    self._summary(d) for d in chosen if status is None or d["status"] == status
+                    self._summary(d) for d in chosen if status is None or self._status(d) == status
                 ]
             }
 
@@ -679,6 +862,14 @@ class World:
             if deployment is None:
                 raise Rejected(f"Project {project_id} has no running live algorithm.")
             self._set_status(deployment, status)
+            self.stops.append(
+                {
+                    "deployId": deployment["deployId"],
+                    "projectId": project_id,
+                    "status": status,
+                    "time": deployment["stopped"],
+                }
+            )
             self._save()
             return {}
 

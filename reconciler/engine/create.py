@@ -1,0 +1,167 @@
+"""The create path: one `/live/create`, exactly once (DESIGN §6).
+
+The intent is already journaled when this runs.  A success closes it with the deployId.
+An outcome-unknown failure (timeout, dropped connection, 5xx) is followed by a read of
+that project's live state, adopting a deployment that appeared, and only when none
+exists by a bounded, backed-off retry.  A replace's create runs here too, under the
+replace's intent, once its stop is confirmed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from reconciler import planner
+from reconciler.engine.context import Context
+from reconciler.engine.journal import RESULT_OF, is_from_intent, record_for
+from reconciler.errors import ApiError, OutcomeUnknown, ReconcilerError, TransportError
+from reconciler.model import Deployment, Intent, LiveDeployment, Outcome
+
+log = logging.getLogger("reconciler.engine")
+
+
+def create(
+    ctx: Context,
+    desired: Deployment,
+    intent: Intent,
+    should_stop: Callable[[], bool] | None = None,
+) -> Outcome:
+    """One create (or a replace's second half), exactly once.  Never raises for expected
+    failures."""
+    name, project, kind = desired.name, desired.project_id, intent.kind
+    done = RESULT_OF[kind]
+    if should_stop is not None and should_stop():
+        ctx.store.close_intent(intent, "not sent", detail="shutting down")
+        return Outcome(name, project, kind, "skipped", None, "shutting down; not sent")
+
+    def fail(result: str, detail: str) -> Outcome:
+        if result == "failed":
+            ctx.store.close_intent(intent, "failed", detail=detail)
+        return Outcome(name, project, kind, result, None, detail)
+
+    try:
+        brokerage = ctx.resolved(desired.brokerage)
+        providers = ctx.resolved(desired.data_providers) if desired.data_providers else None
+        compile_id, source_modified = compile_for(ctx, desired)
+    except ReconcilerError as error:
+        return fail("failed", str(error))
+
+    last_error = ""
+    had_unknown = False
+    last_unknown = False
+    for attempt in range(ctx.options.create_attempts):
+        if attempt:
+            time.sleep(random.uniform(0.5, 1.0) * ctx.options.retry_backoff * 2 ** (attempt - 1))
+        try:
+            created = ctx.client.create_live(
+                project_id=project,
+                compile_id=compile_id,
+                node_id=desired.node_id,
+                brokerage=brokerage,
+                version_id=desired.version_id,
+                data_providers=providers,
+                automatic_redeploy=desired.automatic_redeploy,
+            )
+        except (OutcomeUnknown, TransportError) as error:
+            last_unknown = isinstance(error, OutcomeUnknown)
+            had_unknown = had_unknown or last_unknown
+            last_error = str(error)
+            log.warning("%s: %s; reading live state before any retry", name, error)
+        except ApiError as error:
+            if not had_unknown:
+                return fail("failed", str(error))
+            # Refused after an unknown outcome: most likely our earlier attempt
+            # committed ("project already running"); the read below decides.
+            last_error = str(error)
+            last_unknown = False
+        else:
+            running = LiveDeployment(project, created.deploy_id, created.status or "Running")
+            record = record_for(
+                intent,
+                running,
+                owned=True,
+                desired=desired,
+                compile_id=compile_id,
+                source_modified=source_modified,
+            )
+            ctx.store.close_intent(intent, done, record=record)
+            return Outcome(name, project, kind, done, created.deploy_id)
+
+        try:
+            found = planner.active_by_project(ctx.client.list_live(project_id=project))
+        except ReconcilerError as error:
+            # We cannot know whether the create happened: leave the intent open; the
+            # next run resolves it from live state before planning anything.
+            return fail(
+                "unknown",
+                f"{last_error}; and live state could not be read ({error}); "
+                "the next run will check before creating anything",
+            )
+        appeared = found.get(project)
+        if appeared is not None:
+            owned = is_from_intent(intent, appeared)
+            record = record_for(
+                intent,
+                appeared,
+                owned=owned,
+                desired=desired,
+                compile_id=compile_id if owned else None,
+                source_modified=source_modified if owned else None,
+            )
+            ctx.store.close_intent(
+                intent, done, record=record, detail=f"verified after: {last_error}"
+            )
+            return Outcome(
+                name,
+                project,
+                kind,
+                done,
+                appeared.deploy_id,
+                f"confirmed from live state after: {last_error}",
+            )
+    if last_unknown:
+        # The last attempt may still land server-side: keep the intent open so the
+        # next run checks live state (and keeps ownership) before creating anything.
+        return fail(
+            "unknown",
+            f"gave up after {ctx.options.create_attempts} attempts, the last with an "
+            f"unknown outcome ({last_error}); the next run checks before creating",
+        )
+    return fail("failed", f"gave up after {ctx.options.create_attempts} attempts: {last_error}")
+
+
+def compile_for(ctx: Context, desired: Deployment) -> tuple[str, str | None]:
+    """The compile to deploy, and (for `latest`) the project's `modified` it was built from.
+
+    `modified` is read before the compile starts: should the code change while it builds,
+    the next reconcile sees a newer value and replaces once more, never the reverse.
+    """
+    if desired.compile_id != "latest":
+        return desired.compile_id, None
+    project = desired.project_id
+    modified = ctx.project_modified.get(project)
+    if modified is None:
+        modified = ctx.client.read_project(project).modified
+    started = time.monotonic()
+    compiled = ctx.client.create_compile(project)
+    delay = 0.1
+    state = compiled.state
+    while state == "InQueue":
+        if time.monotonic() - started > ctx.options.compile_timeout:
+            raise ApiError(
+                f"compile {compiled.compile_id} of project {project} still "
+                f"InQueue after {ctx.options.compile_timeout:g}s"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+        read = ctx.client.read_compile(project, compiled.compile_id)
+        state = read.state
+        if state == "BuildError":
+            tail = read.logs[-1] if read.logs else "no log"
+            raise ApiError(f"compile of project {project} failed: {tail}")
+    if state != "BuildSuccess":
+        raise ApiError(f"compile of project {project} ended in state {state}")
+    return compiled.compile_id, modified

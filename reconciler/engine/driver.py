@@ -1,0 +1,329 @@
+"""The apply driver: carries out a plan, every stop before any create.
+
+Order within one apply (DESIGN §11): all intents are journaled (one durable write), then
+every stop runs (the replaces' and the prunes'), then every create (the new
+deployments', and the replaces' whose stop live state confirmed).  So a deployment can
+move to a node that another one leaves in the same run, and a replace never creates
+while its old deployment still runs.
+
+Concurrency uses threads, not asyncio: measured on this machine, `httpx.AsyncClient`
+spends 0.6-3.5 ms of client CPU per request and tops out near 750 req/s at 16 in flight
+(360 at 64; encode/httpx#3215), while a sync `httpx.Client` shared by worker threads does
+about 2,950 req/s on loopback.  The work is I/O-bound waiting on the API, so a bounded
+thread pool gives the concurrency without the event-loop overhead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+
+from reconciler import planner
+from reconciler.client import QuantConnectClient
+from reconciler.engine import create as create_path
+from reconciler.engine import journal
+from reconciler.engine import stop as stop_path
+from reconciler.engine.context import Context, EngineOptions
+from reconciler.engine.inputs import fingerprints
+from reconciler.model import (
+    Action,
+    Deployment,
+    Intent,
+    LiveDeployment,
+    Outcome,
+    Plan,
+    Record,
+)
+from reconciler.state import StateStore
+
+ProgressCallback = Callable[[Outcome, int, int], None]
+StopAsked = Callable[[], bool]
+
+
+class Engine:
+    def __init__(
+        self,
+        client: QuantConnectClient,
+        store: StateStore,
+        options: EngineOptions | None = None,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.options = options or EngineOptions()
+        self.ctx = Context(client, store, self.options)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def fetch_live(self) -> list[LiveDeployment]:
+        """Every deployment the account has, in one call."""
+        return self.client.list_live()
+
+    def fetch_projects(self, desired: Iterable[Deployment]) -> dict[int, str]:
+        """Each project's `modified`, in one `projects/read` listing them all.
+
+        Read only when a manifest follows `compileId: latest` (nothing else needs it).
+        """
+        if not any(d.compile_id == "latest" for d in desired):
+            return {}
+        projects = {p.project_id: p.modified for p in self.client.list_projects() if p.modified}
+        self.ctx.project_modified = projects
+        return projects
+
+    def resolve_open_intents(self, live: Sequence[LiveDeployment]) -> list[Outcome]:
+        """Close intents a previous run left open (it crashed or lost the answer)."""
+        return journal.resolve_open_intents(self.store, live)
+
+    def make_plan(
+        self,
+        desired: Sequence[Deployment],
+        live: Sequence[LiveDeployment],
+        *,
+        fingerprinted: bool = False,
+        force_replace: Collection[str] = (),
+        max_prunes: int = planner.DEFAULT_MAX_PRUNES,
+    ) -> tuple[Plan, dict[str, str]]:
+        """The plan, and (when asked: for a saved plan) the fingerprints of its inputs."""
+        recorded = self.store.records()
+        projects = self.fetch_projects(desired)
+        prints = fingerprints(desired, recorded, live, projects) if fingerprinted else {}
+        plan = planner.plan(
+            desired,
+            recorded,
+            live,
+            projects=projects,
+            force_replace=force_replace,
+            max_prunes=max_prunes,
+        )
+        return plan, prints
+
+    # -- applying --------------------------------------------------------------------
+
+    def apply(
+        self,
+        plan: Plan,
+        desired: Sequence[Deployment],
+        *,
+        prune: bool = False,
+        progress: ProgressCallback | None = None,
+        should_stop: StopAsked | None = None,
+    ) -> list[Outcome]:
+        """Carry out the plan: stops, then creates (bounded concurrency); record the rest.
+
+        `prune`: carry out prunes (`--prune`); otherwise they are reported as pending.
+        `should_stop` is asked before each stop or create is sent: a daemon shutting down
+        lets the calls in flight finish and sends no new ones.
+        """
+        by_name = {d.name: d for d in desired}
+        records = self.store.records()
+        outcomes: list[Outcome] = []
+        creates: list[tuple[Deployment, Intent]] = []
+        replaces: list[tuple[Deployment, Intent]] = []
+        prunes: list[Intent] = []
+        for action in plan.actions:
+            wanted = by_name.get(action.name or "")
+            if action.action == "create" and wanted is not None:
+                creates.append((wanted, _intent(wanted, "create")))
+            elif action.action == "replace" and wanted is not None and action.deploy_id:
+                replaces.append((wanted, _intent(wanted, "replace", action.deploy_id)))
+            elif action.action == "prune" and prune and action.name and action.deploy_id:
+                record = records.get(action.name)
+                prunes.append(
+                    Intent.new(
+                        action.name,
+                        action.project_id,
+                        action.spec_hash or "",
+                        kind="prune",
+                        old_deploy_id=action.deploy_id,
+                        on_delete=record.on_delete if record else "stop",
+                    )
+                )
+            else:
+                outcomes.append(self._settle(action, wanted, records.get(action.name or ""), prune))
+        intents = [i for _, i in creates] + [i for _, i in replaces] + prunes
+        if not intents:
+            return outcomes
+        self.store.begin_intents(intents)  # one durable write before anything is sent
+        tracker = _Progress(len(intents), progress)
+        workers = max(1, min(self.options.concurrency, len(intents)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply") as pool:
+            stops: list[Future[Outcome | tuple[Deployment, Intent]]] = [
+                pool.submit(self._stop_for_replace, d, i, records.get(d.name), should_stop)
+                for d, i in replaces
+            ]
+            stops += [pool.submit(self._prune, i, should_stop) for i in prunes]
+            for stopping in as_completed(stops):
+                result = stopping.result()
+                if isinstance(result, Outcome):
+                    outcomes.append(tracker.done(result))
+                else:
+                    creates.append(result)  # the replace's create, its stop confirmed
+            futures = [
+                pool.submit(create_path.create, self.ctx, d, i, should_stop) for d, i in creates
+            ]
+            for future in as_completed(futures):
+                outcomes.append(tracker.done(future.result()))
+        return outcomes
+
+    def _stop_for_replace(
+        self,
+        desired: Deployment,
+        intent: Intent,
+        record: Record | None,
+        should_stop: StopAsked | None,
+    ) -> Outcome | tuple[Deployment, Intent]:
+        """A replace's first half; its create follows only when the stop is confirmed."""
+        name, project, old = intent.name, intent.project_id, intent.old_deploy_id
+        if should_stop is not None and should_stop():
+            self.store.close_intent(intent, "not sent", detail="shutting down")
+            return Outcome(name, project, "replace", "skipped", old, "shutting down; not sent")
+        result = stop_path.stop(self.ctx, intent)
+        if result.stopped:
+            self.store.add_history(
+                "stop", "stopped", name=name, project_id=project, deploy_id=old,
+                detail=f"replace: {result.detail}" if result.detail else "replace",
+            )  # fmt: skip
+            journal.mark_stopped(self.store, intent, record)
+            return desired, intent
+        if result.unknown:
+            return Outcome(name, project, "replace", "unknown", old, result.detail)
+        self.store.close_intent(intent, "failed", detail=result.detail)
+        return Outcome(
+            name,
+            project,
+            "replace",
+            "failed",
+            old,
+            f"not stopped, nothing created: {result.detail}",
+        )
+
+    def _prune(
+        self, intent: Intent, should_stop: StopAsked | None
+    ) -> Outcome | tuple[Deployment, Intent]:
+        name, project, old = intent.name, intent.project_id, intent.old_deploy_id
+        if should_stop is not None and should_stop():
+            self.store.close_intent(intent, "not sent", detail="shutting down")
+            return Outcome(name, project, "prune", "skipped", old, "shutting down; not sent")
+        result = stop_path.stop(self.ctx, intent)
+        if result.stopped:
+            verb = "liquidated" if intent.on_delete == "liquidate" else "stopped"
+            detail = f"{verb}; record dropped" + (f" ({result.detail})" if result.detail else "")
+            self.store.close_intent(intent, "pruned", forget=True, detail=detail)
+            return Outcome(name, project, "prune", "pruned", old, detail)
+        if result.unknown:
+            return Outcome(name, project, "prune", "unknown", old, result.detail)
+        self.store.close_intent(intent, "failed", detail=result.detail)
+        return Outcome(name, project, "prune", "failed", old, result.detail)
+
+    def _settle(
+        self,
+        action: Action,
+        desired: Deployment | None,
+        record: Record | None,
+        prune: bool,
+    ) -> Outcome:
+        """Actions that send nothing: record adoptions and releases, report the rest."""
+        name, project, kind = action.name, action.project_id, action.action
+        if kind == "noop" and action.adopt and desired is not None:
+            self._adopt(action, desired)
+            return Outcome(name, project, "noop", "adopted", action.deploy_id, action.reason)
+        if kind == "noop":
+            if desired is not None and record is not None:
+                self._refresh_settings(record, desired)
+            return Outcome(name, project, "noop", "in sync", action.deploy_id)
+        if kind == "prune" and not prune:
+            return Outcome(
+                name,
+                project,
+                "prune",
+                "pending",
+                action.deploy_id,
+                "pending: carried out by `reconciler apply --prune`",
+            )
+        if kind == "prune" and name:  # nothing runs: only the record goes
+            self.store.forget_record(name, action="prune", outcome="pruned", detail=action.reason)
+            return Outcome(name, project, "prune", "pruned", None, "record dropped; not running")
+        if kind == "unmanaged" and action.release and name:
+            self.store.forget_record(
+                name, action="release", outcome="released", detail=action.reason
+            )
+            return Outcome(name, project, "unmanaged", "released", action.deploy_id, action.reason)
+        if kind == "unmanaged":
+            return Outcome(name, project, "unmanaged", "untouched", action.deploy_id, action.reason)
+        # conflict, blocked: refused, with the reason in the history.
+        self.store.add_history(
+            kind, "refused", name=name, project_id=project, deploy_id=action.deploy_id,
+            detail=action.reason,
+        )  # fmt: skip
+        return Outcome(name, project, kind, kind, action.deploy_id, action.reason)
+
+    def _adopt(self, action: Action, desired: Deployment) -> None:
+        now = time.time()
+        self.store.put_record(
+            Record(
+                name=desired.name,
+                project_id=action.project_id,
+                spec_hash=desired.spec_hash,
+                deploy_id=action.deploy_id,
+                owned=False,
+                compile_id=desired.compile_id,
+                node_id=desired.node_id,
+                compile_verified=False,
+                created_at=now,
+                updated_at=now,
+                last_action="adopt",
+                last_outcome="adopted",
+                spec_json=desired.spec_json,
+                on_delete=desired.on_delete,
+                protected=desired.protected,
+            )
+        )
+        self.store.add_history(
+            "adopt", "adopted", name=desired.name, project_id=action.project_id,
+            deploy_id=action.deploy_id, detail=action.reason,
+        )  # fmt: skip
+
+    def _refresh_settings(self, record: Record, desired: Deployment) -> None:
+        """`onDelete` and `protected` are recorded on the next apply, never replaced for."""
+        spec_json = record.spec_json or desired.spec_json
+        if (record.on_delete, record.protected, record.spec_json) == (
+            desired.on_delete,
+            desired.protected,
+            spec_json,
+        ):
+            return
+        self.store.put_record(
+            dataclasses.replace(
+                record,
+                on_delete=desired.on_delete,
+                protected=desired.protected,
+                spec_json=spec_json,
+                updated_at=time.time(),
+            )
+        )
+
+
+def _intent(desired: Deployment, kind: str, old_deploy_id: str | None = None) -> Intent:
+    return Intent.new(
+        desired.name,
+        desired.project_id,
+        desired.spec_hash,
+        kind=kind,
+        old_deploy_id=old_deploy_id,
+        spec_json=desired.spec_json,
+        on_delete=desired.on_delete,
+    )
+
+
+class _Progress:
+    """Counts finished operations for the progress callback."""
+
+    def __init__(self, total: int, callback: ProgressCallback | None) -> None:
+        self.total, self.count, self.callback = total, 0, callback
+
+    def done(self, outcome: Outcome) -> Outcome:
+        self.count += 1
+        if self.callback is not None:
+            self.callback(outcome, self.count, self.total)
+        return outcome
