@@ -19,6 +19,32 @@ from typing import Any
 PORTABLE_IDS = ("Interactive", "FXCM", "Oanda", "Tradier", "PaperTrading")
 LEGACY_WIRE_IDS = frozenset({"FXCM"})
 
+# The seed's BaseLiveAlgorithmSettings.  Every portable brokerage may be written in this
+# shape verbatim, with empty strings in the fields it has no use for: those are accepted
+# only empty (a value there would never reach the API) and are not sent.
+SEED_FIELDS = ("id", "user", "password", "environment", "account")
+UNUSED_SEED_FIELDS: dict[str, tuple[str, ...]] = {
+    "PaperTrading": ("user", "account", "password"),
+    "Tradier": ("user",),
+    "Oanda": ("user",),
+}
+# What each portable brokerage takes, for messages that name it.
+PORTABLE_TAKES: dict[str, str] = {
+    "PaperTrading": "no credentials, only environment (paper), cash and holdings",
+    "Interactive": (
+        "user, account, password, weeklyRestartUtcTime, environment and "
+        "financialAdvisorsGroupFilter"
+    ),
+    "Tradier": "account, environment and the access token (token or password)",
+    "Oanda": "account, environment and the access token (token or password)",
+    "FXCM": "user, account, password and environment",
+}
+# Fields the current API requires that the seed's shape does not have: portable field ->
+# (the module field it is sent as, an example value as YAML).
+API_REQUIRED_EXTRAS: dict[str, dict[str, tuple[str, str]]] = {
+    "Interactive": {"weeklyRestartUtcTime": ("ib-weekly-restart-utc-time", '"22:00:00" (UTC)')},
+}
+
 # Field-name fragments that mark a credential; such fields must be secret references.
 SECRET_WORDS = ("password", "token", "secret", "key")
 
@@ -36,19 +62,36 @@ def is_portable(brokerage: Mapping[str, Any]) -> bool:
     return brokerage.get("id") in PORTABLE_IDS
 
 
+def normalised(brokerage: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings without the seed's empty fields that the brokerage has no use for.
+
+    `{id: Tradier, user: "", ...}` (the seed's shape) and `{id: Tradier, ...}` say the
+    same thing: compare and hash this, so spelling out the seed's shape is no change.
+    """
+    unused = UNUSED_SEED_FIELDS.get(str(brokerage.get("id")), ())
+    return {k: v for k, v in brokerage.items() if not (k in unused and v == "")}
+
+
 def _token(settings: Mapping[str, Any]) -> Any:
-    # The seed calls the access token `password`; manifests may say `token`.
-    return settings.get("token", settings.get("password"))
+    # The seed calls the access token `password`; manifests may say `token`.  Exactly one
+    # of the two is given (the schema says so): take the one that is there.
+    token = settings.get("token")
+    return token if token not in (None, "") else settings.get("password")
 
 
 def _copy_optional(out: dict[str, Any], settings: Mapping[str, Any], *names: str) -> None:
+    """Optional fields that are given; an empty string is not sent (the API's default)."""
     for name in names:
-        if name in settings:
+        if name in settings and settings[name] != "":
             out[name] = settings[name]
 
 
 def to_wire(brokerage: Mapping[str, Any]) -> dict[str, Any]:
-    """Brokerage settings as the API accepts them (secrets already resolved to values)."""
+    """Brokerage settings as the API accepts them (secrets already resolved to values).
+
+    The seed's shape translates like the other portable spellings: the fields a brokerage
+    has no use for (empty, the schema makes sure) are not sent.
+    """
     kind = brokerage.get("id")
     if kind == "PaperTrading":
         out: dict[str, Any] = {"id": "QuantConnectBrokerage"}
@@ -62,8 +105,9 @@ def to_wire(brokerage: Mapping[str, Any]) -> dict[str, Any]:
             "ib-password": brokerage.get("password"),
             "ib-weekly-restart-utc-time": brokerage.get("weeklyRestartUtcTime"),
         }
-        if "financialAdvisorsGroupFilter" in brokerage:
-            out["ib-financial-advisors-group-filter"] = brokerage["financialAdvisorsGroupFilter"]
+        group = brokerage.get("financialAdvisorsGroupFilter")
+        if group not in (None, ""):
+            out["ib-financial-advisors-group-filter"] = group
         return out
     if kind == "Tradier":
         return {

@@ -126,7 +126,8 @@ class Deployment:
             "compileId": self.compile_id,
             "nodeId": self.node_id,
             "versionId": self.version_id,
-            "brokerage": _with_placeholders(self.brokerage),
+            # The seed's empty unused fields (`user: ""` for Tradier) say nothing: dropped.
+            "brokerage": _with_placeholders(brokerages.normalised(self.brokerage)),
         }
         if self.data_providers:
             view["dataProviders"] = _with_placeholders(self.data_providers)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from reconciler import manifests
+from reconciler import brokerages, manifests
 from reconciler.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -584,6 +584,8 @@ class _Keys(NamedTuple):
     name_at: tuple[int, int]
     project_id: int | None
     project_at: tuple[int, int]
+    node_id: str | None
+    node_at: tuple[int, int]
 
 
 class _FileResult(NamedTuple):
@@ -643,36 +645,45 @@ def _problem(file: str, issue: manifests.Issue) -> Problem:
     return Problem(file, issue.line, issue.column, manifests.dotted(issue.path), issue.message)
 
 
-def _key_values(data: Any) -> tuple[str | None, int | None]:
-    """metadata.name and spec.projectId of a document, None where absent or mistyped."""
+def _key_values(data: Any) -> tuple[str | None, int | None, str | None]:
+    """metadata.name, spec.projectId and spec.nodeId of a document, None where absent or
+    mistyped."""
     metadata, spec = data.get("metadata"), data.get("spec")
     name = metadata.get("name") if isinstance(metadata, dict) else None
-    project = spec.get("projectId") if isinstance(spec, dict) else None
+    project = node = None
+    if isinstance(spec, dict):
+        project, node = spec.get("projectId"), spec.get("nodeId")
     if type(project) is float and project.is_integer():
         project = int(project)  # JSON Schema's integer: 5.0 is project 5
     return (
         name if isinstance(name, str) else None,
         project if type(project) is int else None,
+        node if isinstance(node, str) else None,
     )
 
 
 def _keys(document: manifests.Document) -> _Keys:
-    name, project = _key_values(document.data)
-    name_at = project_at = (document.line, 1)
+    name, project, node = _key_values(document.data)
+    name_at = project_at = node_at = (document.line, 1)
     if name is not None:
         at = manifests.value_at(document.root, ["metadata", "name"])
         name_at = (at.line, at.column)
     if project is not None:
         at = manifests.value_at(document.root, ["spec", "projectId"])
         project_at = (at.line, at.column)
-    return _Keys(document.line, name, name_at, project, project_at)
+    if node is not None:
+        at = manifests.value_at(document.root, ["spec", "nodeId"])
+        node_at = (at.line, at.column)
+    return _Keys(document.line, name, name_at, project, project_at, node, node_at)
 
 
 def _cross_file(results: Sequence[_FileResult]) -> list[Problem]:
-    """metadata.name and spec.projectId unique across all documents of all files."""
+    """metadata.name, spec.projectId and spec.nodeId unique across all documents of all
+    files; a repeat is reported where it is repeated, naming the first."""
     problems: list[Problem] = []
     names: dict[str, tuple[str, int]] = {}
     projects: dict[int, tuple[str, int]] = {}
+    nodes: dict[str, tuple[str, int, str | None, int | None]] = {}
     for result in results:
         for keys in result.keys:
             if keys.name is not None and keys.name not in names:
@@ -700,7 +711,37 @@ def _cross_file(results: Sequence[_FileResult]) -> list[Problem]:
                         f"{first[0]}:{first[1]} (the API runs one live algorithm per project)",
                     )
                 )
+            if keys.node_id is not None:
+                taken = _node_taken(result.file, keys, keys.node_id, nodes)
+                if taken is not None:
+                    problems.append(taken)
     return problems
+
+
+def _node_taken(
+    file: str, keys: _Keys, node: str, nodes: dict[str, tuple[str, int, str | None, int | None]]
+) -> Problem | None:
+    """The problem of a second manifest on a node (a node runs one algorithm at a time).
+
+    `nodes` holds the first manifest seen on each node: (file, line, name, projectId).
+    A second manifest of the same project is not reported here too: the projectId rule
+    already refuses it, and it is the same deployment written twice, not a second one.
+    """
+    first = nodes.get(node)
+    if first is None:
+        nodes[node] = (file, keys.node_at[0], keys.name, keys.project_id)
+        return None
+    first_file, first_line, first_name, first_project = first
+    if keys.project_id is not None and keys.project_id == first_project:
+        return None
+    which = f", {first_name!r}," if first_name is not None else ""
+    return Problem(
+        file,
+        *keys.node_at,
+        "spec.nodeId",
+        f"node {_show(node)} already has a manifest{which} at {first_file}:{first_line} "
+        "(a node runs one algorithm at a time)",
+    )
 
 
 # ---- schema errors as problems --------------------------------------------------------
@@ -711,6 +752,10 @@ def _schema_problems(file: str, document: manifests.Document) -> list[Problem]:
     secrets: dict[str, tuple[int, Problem]] = {}  # one problem per secret field
     for error in _jsonschema().iter_errors(document.data):
         path: list[str | int] = list(error.absolute_path)
+        unused = _unused_seed_field(file, document, path, error)
+        if unused is not None:
+            problems.append(unused)
+            continue
         secret = _secret_field(path)
         if secret is None:
             problems.extend(_convert(file, document, path, error))
@@ -734,7 +779,60 @@ def _convert(
         yield from _unknown_fields(file, document, path, error)
         return
     at = manifests.value_at(document.root, path)
-    yield Problem(file, at.line, at.column, manifests.dotted(path), _message(error, at))
+    message = _seed_required_message(path, error) or _message(error, at)
+    yield Problem(file, at.line, at.column, manifests.dotted(path), message)
+
+
+# ---- the seed's shape -----------------------------------------------------------------
+
+
+def _unused_seed_field(
+    file: str, document: manifests.Document, path: list[str | int], error: ValidationError
+) -> Problem | None:
+    """A value in a seed field the portable brokerage has no use for (accepted only empty).
+
+    Refused rather than dropped: a credential written there would never reach the API. A
+    malformed secret reference in such a field keeps the secret messages (how to fix it).
+    """
+    if len(path) != 3 or path[:2] != ["spec", "brokerage"]:
+        return None
+    kind = document.data["spec"]["brokerage"].get("id")
+    field = path[2]
+    if not isinstance(kind, str) or field not in brokerages.UNUSED_SEED_FIELDS.get(kind, ()):
+        return None
+    if isinstance(error.instance, dict) and is_secret_field(field):
+        return None
+    at = manifests.key_at(document.root, path)
+    return Problem(
+        file,
+        at.line,
+        at.column,
+        manifests.dotted(path),
+        f"unknown field {field!r} for {kind}, which takes {brokerages.PORTABLE_TAKES[kind]}: "
+        f'a value here would never be used; leave it empty ({field}: "", the seed\'s shape) '
+        "or remove it",
+    )
+
+
+def _seed_required_message(path: list[str | int], error: ValidationError) -> str | None:
+    """Why a field the seed's shape lacks is required, for a brokerage in the seed's shape."""
+    instance: Any = error.instance
+    if (
+        error.validator != "required"
+        or path != ["spec", "brokerage"]
+        or not isinstance(instance, dict)
+        or not all(field in instance for field in brokerages.SEED_FIELDS)
+    ):
+        return None
+    kind = instance.get("id")
+    extras = brokerages.API_REQUIRED_EXTRAS.get(kind, {}) if isinstance(kind, str) else {}
+    for field, (wire, example) in extras.items():
+        if error.message == f"{field!r} is a required property":
+            return (
+                f"{error.message}: the current API requires it for {kind} (sent as {wire}), "
+                f"although the seed's shape has no such field; add e.g. {field}: {example}"
+            )
+    return None
 
 
 def _unknown_fields(
@@ -1126,7 +1224,7 @@ def _checker_digest() -> str:
     return digest.hexdigest()
 
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 class ResultCache:
@@ -1140,7 +1238,8 @@ class ResultCache:
     or the checking code changed. Files with problems are never cached.
 
     An entry is `[digest, documents, [[line, data, name_line, name_column, project_line,
-    project_column], ...]]`: the keys of the cross-file rules are read back from `data`.
+    project_column, node_line, node_column], ...]]`: the keys of the cross-file rules are
+    read back from `data`.
     Entries are released as they are used and written again only when something changed,
     so a no-op run holds each manifest once.
     """
@@ -1222,7 +1321,7 @@ def _to_cache(result: _FileResult) -> list[Any]:
     return [
         result.documents,
         [
-            [m.line, m.data, *k.name_at, *k.project_at]
+            [m.line, m.data, *k.name_at, *k.project_at, *k.node_at]
             for m, k in zip(result.manifests, result.keys, strict=True)
         ],
     ]
@@ -1241,13 +1340,22 @@ def _from_cache(path: str, packed: Any) -> _FileResult | None:
     try:
         documents, found = packed
         manifests_found, keys = [], []
-        for line, data, name_line, name_column, project_line, project_column in found:
-            name, project = _key_values(data)
-            if name is None or project is None:
+        for line, data, *at in found:
+            name_line, name_column, project_line, project_column, node_line, node_column = at
+            name, project, node = _key_values(data)
+            if name is None or project is None or node is None:
                 return None
             manifests_found.append(Manifest(path, line, data))
             keys.append(
-                _Keys(line, name, (name_line, name_column), project, (project_line, project_column))
+                _Keys(
+                    line,
+                    name,
+                    (name_line, name_column),
+                    project,
+                    (project_line, project_column),
+                    node,
+                    (node_line, node_column),
+                )
             )
         return _FileResult(path, documents, manifests_found, [], keys)
     except (TypeError, ValueError, AttributeError):

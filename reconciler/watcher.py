@@ -329,7 +329,6 @@ class Daemon:
                 self._report_once(
                     f"prune:{action.name}:{self.prune}",
                     logging.WARNING,
-                    "prune %s: %s",
                     "prune_pending" if not self.prune else "prune_suppressed",
                     action,
                     "pending: start watch with --prune to carry it out"
@@ -381,18 +380,16 @@ class Daemon:
         if action.action in ("unmanaged", "conflict", "blocked") and not action.release:
             level = logging.INFO if action.action == "unmanaged" else logging.ERROR
             key = f"{action.action}:{action.name}:{action.deploy_id}:{action.reason}"
-            self._report_once(key, level, "%s %s: %s", action.action, action, action.reason)
+            self._report_once(key, level, action.action, action, action.reason)
 
-    def _report_once(
-        self, key: str, level: int, message: str, event: str, action: Action, why: str
-    ) -> None:
+    def _report_once(self, key: str, level: int, event: str, action: Action, why: str) -> None:
         """Log what does not change between resyncs once, not on every loop."""
         if key in self._reported_unmanaged:
             return
         self._reported_unmanaged.add(key)
         log.log(
             level,
-            message,
+            "%s %s: %s",
             event,
             action.name or action.deploy_id,
             why,

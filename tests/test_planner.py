@@ -244,3 +244,22 @@ def test_defaults_do_not_show_as_changes() -> None:
         "y.yaml",
     )
     assert explicit.spec_hash == implicit.spec_hash
+
+
+def test_the_seeds_spelled_out_shape_is_not_a_change() -> None:
+    def tradier(**extra: object) -> Deployment:
+        brokerage = {
+            "id": "Tradier",
+            "account": "T1",
+            "password": {"fromEnv": "TRADIER"},
+            "environment": "live",
+            **extra,
+        }
+        spec = {"projectId": 1, "compileId": "c", "nodeId": "n", "brokerage": brokerage}
+        return Deployment.from_manifest({"metadata": {"name": "t"}, "spec": spec}, "t.yaml")
+
+    short, seed = tradier(), tradier(user="")
+    recorded = {"t": Record("t", 1, short.spec_hash, "L-1", True, spec_json=short.spec_json)}
+    live = [LiveDeployment(1, "L-1", "Running", "TradierBrokerage", "live")]
+    (action,) = plan([seed], recorded, live).actions
+    assert action.action == "noop", action

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from validate_support import manifest, write
@@ -129,3 +130,35 @@ def test_the_cache_never_changes_the_answer(steps: list[tuple[int, int]]) -> Non
                 path.write_text(VARIANTS[variant])
             plain, cached = both([str(root / "d")], cache)
             assert plain == cached
+
+
+def _forget_the_schema() -> None:
+    for cached in (
+        validation.schema,
+        validation.compiled_schema,
+        validation._jsonschema,
+        validation._checker_digest,
+    ):
+        cached.cache_clear()
+
+
+def test_a_schema_change_invalidates_the_cache(here: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file the old schema accepted is checked again under a new one, never answered
+    from results the old schema produced (the cache is keyed on the schema's content)."""
+    write(here, "d/a.yaml", manifest(name="a", project=7))
+    cache = str(here / "cache.json")
+    assert validation.validate_paths(["d"], cache_path=cache).valid
+    assert sorted(json.loads(Path(cache).read_text())["files"]) == ["d/a.yaml"]
+    stricter = json.loads(validation.schema_text())
+    stricter["$defs"]["spec"]["properties"]["projectId"]["maximum"] = 5
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(validation, "schema_text", lambda: json.dumps(stricter))
+            _forget_the_schema()
+            report = validation.validate_paths(["d"], cache_path=cache)
+        assert [str(p) for p in report.problems] == [
+            "d/a.yaml:6:14: spec.projectId: 7 is greater than the maximum of 5"
+        ]
+    finally:
+        _forget_the_schema()
+    assert validation.validate_paths(["d"], cache_path=cache).valid  # the schema as it was

@@ -42,7 +42,8 @@ def test_text(project: Path) -> None:
         "deployments/bad.yaml:9:55: spec.brokerage.environment: "
         "'prod' is not one of ['live', 'paper']",
         "deployments/bad.yaml:10:3: spec.extra: unknown field 'extra' (known fields: "
-        "automaticRedeploy, brokerage, compileId, dataProviders, nodeId, projectId, versionId)",
+        "automaticRedeploy, brokerage, compileId, dataProviders, nodeId, onDelete, projectId, "
+        "protected, versionId)",
         "2 problems in 1 of 2 files",
     ]
 

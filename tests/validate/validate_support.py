@@ -14,8 +14,19 @@ RECONCILER = [sys.executable, "-m", "reconciler"]
 NODE = "LN-0123456789abcdef0123456789abcdef"
 
 
-def manifest(name: str = "algo", project: int = 1, brokerage: str = "{id: PaperTrading}") -> str:
-    """A valid manifest; `brokerage` is a flow mapping on line 9."""
+def node_for(project: int) -> str:
+    """A node of its own for each project: a node runs one algorithm at a time."""
+    return f"LN-{project:032x}"
+
+
+def manifest(
+    name: str = "algo",
+    project: int = 1,
+    brokerage: str = "{id: PaperTrading}",
+    node: str | None = None,
+) -> str:
+    """A valid manifest; `brokerage` is a flow mapping on line 9, the node on line 8
+    (by default the project's own, `node_for(project)`)."""
     return (
         "apiVersion: reconciler/v1\n"  # 1
         "kind: LiveDeployment\n"  # 2
@@ -24,7 +35,7 @@ def manifest(name: str = "algo", project: int = 1, brokerage: str = "{id: PaperT
         "spec:\n"  # 5
         f"  projectId: {project}\n"  # 6
         "  compileId: latest\n"  # 7
-        f"  nodeId: {NODE}\n"  # 8
+        f"  nodeId: {node or node_for(project)}\n"  # 8
         f"  brokerage: {brokerage}\n"  # 9
     )
 

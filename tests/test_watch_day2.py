@@ -1,0 +1,107 @@
+"""Day 2 in the daemon: replaces carried out, prunes only with --prune and never from an
+invalid or half-written set of files."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from reconciler.emulator import Emulator
+from tests.test_apply_e2e import manifest, node_for
+from tests.test_watch import Daemon, daemons, root, running, wait_for, write
+
+__all__ = ["daemons", "root"]  # fixtures shared with test_watch
+
+
+def settle(daemon: Daemon, loops: int = 2) -> None:
+    """Wait for `loops` more successful reconciles."""
+    ok = daemon.metric('reconciler_reconciles_total{result="ok"}')
+    wait_for(
+        lambda: daemon.metric('reconciler_reconciles_total{result="ok"}') >= ok + loops,
+        what=f"{loops} more reconciles",
+    )
+
+
+def test_daemon_replaces_a_changed_manifest(
+    emulator: Emulator, tmp_path: Path, root: Path, daemons: list[Daemon]
+) -> None:
+    daemon = Daemon(emulator, tmp_path, root, "--resync", "1")
+    daemons.append(daemon)
+    wait_for(lambda: running(emulator, 101) and running(emulator, 102), what="initial creates")
+    (old,) = emulator.active_deployments(101)
+    write(root, emulator, 101)  # a new compile: the everyday roll-out
+    wait_for(lambda: emulator.creates_committed(101) == 2, what="the replace")
+    wait_for(lambda: running(emulator, 101), what="the new deployment running")
+    (new,) = emulator.active_deployments(101)
+    assert new["deployId"] != old["deployId"]
+    assert [s["deployId"] for s in emulator.stats()["stops"]] == [old["deployId"]]
+    settle(daemon)
+    assert emulator.creates_committed(101) == 2  # no second replace on later resyncs
+    assert emulator.stats()["rejections"]["project busy"] == 0
+    assert daemon.metric('reconciler_actions_total{action="replace",outcome="replaced"}') == 1
+
+
+def test_daemon_prunes_only_with_the_flag(
+    emulator: Emulator, tmp_path: Path, root: Path, daemons: list[Daemon]
+) -> None:
+    write(root, emulator, 103)
+    daemon = Daemon(emulator, tmp_path, root, "--resync", "0.5")
+    daemons.append(daemon)
+    wait_for(lambda: all(running(emulator, p) for p in (101, 102, 103)), what="initial creates")
+    (root / "d103.yaml").unlink()
+    settle(daemon, 3)
+    assert running(emulator, 103) and emulator.stats()["stops"] == []
+    assert len(daemon.events("prune_pending")) == 1  # once, not on every resync
+    assert daemon.terminate() == 0
+
+    pruning = Daemon(emulator, tmp_path, root, "--resync", "0.5", "--prune")
+    daemons.append(pruning)
+    wait_for(lambda: not running(emulator, 103), what="the prune")
+    assert [s["projectId"] for s in emulator.stats()["stops"]] == [103]
+    assert running(emulator, 101) and running(emulator, 102)
+
+
+def test_invalid_files_never_prune(
+    emulator: Emulator, tmp_path: Path, root: Path, daemons: list[Daemon]
+) -> None:
+    first = Daemon(emulator, tmp_path, root, "--resync", "0.5")
+    wait_for(lambda: running(emulator, 101) and running(emulator, 102), what="initial creates")
+    assert first.terminate() == 0
+    # While no daemon runs, d102.yaml is left half-written: a daemon starting now has no
+    # good content for it, so its deployment looks removed. It must not be pruned.
+    good = (root / "d102.yaml").read_text()
+    (root / "d102.yaml").write_text(good[: len(good) // 2])
+    daemon = Daemon(emulator, tmp_path, root, "--resync", "0.5", "--prune")
+    daemons.append(daemon)
+    settle(daemon, 3)
+    assert running(emulator, 102) and emulator.stats()["stops"] == []
+    assert daemon.events("prune_suppressed")
+    # A file deleted while another is invalid is suspect too.
+    (root / "d101.yaml").unlink()
+    settle(daemon, 3)
+    assert running(emulator, 101) and emulator.stats()["stops"] == []
+    # Once every file is valid again, the removal is carried out.
+    (root / "d102.yaml").write_text(good)
+    wait_for(lambda: not running(emulator, 101), what="the prune once all files are valid")
+    time.sleep(0.2)
+    assert running(emulator, 102)
+    assert [s["projectId"] for s in emulator.stats()["stops"]] == [101]
+
+
+def test_daemon_leaves_unmanaged_and_blocked_alone(
+    emulator: Emulator, tmp_path: Path, root: Path, daemons: list[Daemon]
+) -> None:
+    emulator.add_project(150)
+    emulator.add_node(node_for(150))
+    foreign = emulator.add_live(150, node_for(150), {"id": "QuantConnectBrokerage"})
+    compile_id = emulator.add_compile(103)
+    (root / "d103.yaml").write_text(manifest("d103", 103, compile_id) + "  protected: true\n")
+    daemon = Daemon(emulator, tmp_path, root, "--resync", "0.5", "--prune")
+    daemons.append(daemon)
+    wait_for(lambda: running(emulator, 103), what="the protected deployment")
+    new_compile = emulator.add_compile(103)
+    (root / "d103.yaml").write_text(manifest("d103", 103, new_compile) + "  protected: true\n")
+    settle(daemon, 3)
+    assert emulator.creates_committed(103) == 1 and emulator.stats()["stops"] == []
+    assert len([e for e in daemon.events("blocked") if e.get("deployment") == "d103"]) == 1
+    assert [d["deployId"] for d in emulator.active_deployments(150)] == [foreign]
