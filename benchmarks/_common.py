@@ -6,6 +6,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,10 +22,22 @@ class Run:
     peak_rss_mb: float
     returncode: int
     stdout: str
+    user_cpu: float = 0.0  # seconds of user CPU of that child alone (wait4)
+    sys_cpu: float = 0.0  # seconds of system CPU of that child alone (wait4)
+
+    @property
+    def cpu(self) -> float:
+        return self.user_cpu + self.sys_cpu
 
 
-def timed(cmd: Sequence[str], env: dict[str, str] | None = None, cwd: str | None = None) -> Run:
-    """Run a command; wall time and that child's own peak RSS (wait4, not RUSAGE_CHILDREN)."""
+def timed(
+    cmd: Sequence[str],
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    timeout: float | None = None,
+) -> Run:
+    """Run a command; wall time and that child's own peak RSS and CPU (wait4, not
+    RUSAGE_CHILDREN).  `timeout` seconds: the command is killed and the benchmark fails."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         list(cmd),
@@ -35,11 +48,34 @@ def timed(cmd: Sequence[str], env: dict[str, str] | None = None, cwd: str | None
         stdin=subprocess.DEVNULL,
     )
     assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    killer = threading.Timer(timeout, proc.kill) if timeout is not None else None
+    if killer is not None:
+        killer.daemon = True
+        killer.start()
+    reaped = False
+    try:
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        reaped = True
+    finally:
+        if killer is not None:
+            killer.cancel()
+        if not reaped:  # interrupted: the command does not outlive the benchmark
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
     seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return Run(seconds, usage.ru_maxrss / 1024, proc.returncode, out.decode(errors="replace"))
+    if timeout is not None and seconds >= timeout and proc.returncode < 0:
+        raise SystemExit(f"timed out after {timeout:g} s and killed: {' '.join(cmd)}")
+    return Run(
+        seconds,
+        usage.ru_maxrss / 1024,
+        proc.returncode,
+        out.decode(errors="replace"),
+        usage.ru_utime,
+        usage.ru_stime,
+    )
 
 
 def median_run(cmd: Sequence[str], repeat: int, **kwargs: object) -> Run:
@@ -112,6 +148,35 @@ class EmulatorProcess:
         if not self.url:
             self.close()
             raise SystemExit("the emulator did not start")
+
+    def admin(self, action: str, body: dict[str, object] | None = None) -> dict[str, object]:
+        """POST `/_emulator/<action>` (faults, faults/clear, stats, seed, ...) with the
+        API's authentication; the decoded answer, or SystemExit when it is not a success."""
+        import base64
+        import hashlib
+        import json
+        import urllib.request
+
+        stamp = str(int(time.time()))
+        digest = hashlib.sha256(f"{self.token}:{stamp}".encode()).hexdigest()
+        basic = base64.b64encode(f"{self.user_id}:{digest}".encode()).decode()
+        root = self.url.removesuffix("/api/v2")
+        request = urllib.request.Request(
+            f"{root}/_emulator/{action}",
+            data=json.dumps(body or {}).encode(),
+            headers={
+                "Content-Type": "application/json",
+                "Timestamp": stamp,
+                "Authorization": f"Basic {basic}",
+            },
+            method="POST",
+        )
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback
+        with opener.open(request, timeout=30) as response:
+            answer: dict[str, object] = json.loads(response.read())
+        if not answer.get("success"):
+            raise SystemExit(f"emulator admin {action} failed: {answer.get('errors')}")
+        return answer
 
     def close(self) -> None:
         if self.proc.poll() is None:

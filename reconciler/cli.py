@@ -65,6 +65,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more seconds, got {text}")
+    return value
+
+
 def _add_globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     """Global options, accepted before or after the command name.
 
@@ -208,6 +218,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="replace this deployment although it is in sync, e.g. after rotating its "
         "credentials (repeatable)",
+    )
+    apply.add_argument(
+        "--restart",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="start this deployment again although its restartPolicy leaves it stopped (a "
+        "person's stop, a completion) or it is backing off (repeatable; nothing to do when "
+        "it runs)",
+    )
+    apply.add_argument(
+        "--wait",
+        type=_seconds,
+        default=120.0,
+        metavar="SECONDS",
+        help="after starting deployments, wait until each is Running; one that fails "
+        "(e.g. a brokerage login) or is still starting after SECONDS fails the apply "
+        "(default 120; 0 skips)",
     )
     _add_sandbox(apply)
 

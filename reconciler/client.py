@@ -47,7 +47,7 @@ from reconciler.errors import (
     ServerError,
     TransportError,
 )
-from reconciler.model import LiveDeployment
+from reconciler.model import LiveDeployment, Node
 
 log = logging.getLogger("reconciler.client")
 
@@ -136,17 +136,6 @@ class Project:
 
 
 @dataclass(frozen=True)
-class Node:
-    id: str
-    name: str
-    sku: str
-    busy: bool
-    used_by: str | None = None
-    project_id: int | None = None
-    active: bool = False
-
-
-@dataclass(frozen=True)
 class Compile:
     compile_id: str
     state: str  # InQueue | BuildSuccess | BuildError
@@ -181,6 +170,7 @@ def _live_from_summary(item: Mapping[str, Any]) -> LiveDeployment:
         environment=str(item.get("environment") or ""),
         launched=item.get("launched"),
         stopped=item.get("stopped"),
+        error=str(item.get("error") or ""),
     )
 
 
@@ -481,6 +471,7 @@ class QuantConnectClient:
                 busy=bool(node.get("busy")),
                 used_by=node.get("usedBy"),
                 project_id=node.get("projectId"),
+                project_name=node.get("projectName"),
                 active=bool(node.get("active")),
             )
             for node in nodes

@@ -49,6 +49,13 @@ class Metrics:
             registry=r,
         )
         self.errors = Counter("reconciler_errors", "Reconcile errors by kind", ["kind"], registry=r)
+        self.drift = Counter(
+            "reconciler_drift",
+            "Episodes of a managed deployment found not running, by kind "
+            "(failed, stopped by someone else, exited), each counted once",
+            ["kind"],
+            registry=r,
+        )
         self.last_success = Gauge(
             "reconciler_last_success_timestamp_seconds",
             "Unix time of the last reconcile loop that completed without error",

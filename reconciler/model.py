@@ -31,6 +31,13 @@ REFUSED_KINDS = frozenset({"blocked", "conflict"})
 
 ON_DELETE = ("stop", "liquidate")
 DEFAULT_ON_DELETE = "stop"
+RESTART_POLICIES = ("OnFailure", "Always", "Never")
+DEFAULT_RESTART_POLICY = "OnFailure"
+
+# Why a managed deployment is not running (DESIGN §11), from its live status.
+FAILED_STATUSES = frozenset({"RuntimeError", "DeployError", "Invalid"})
+STOPPED_STATUSES = frozenset({"Stopped", "Liquidated", "Deleted"})
+EXITED_STATUSES = frozenset({"Completed"})
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,7 @@ class Deployment:
     # Lifecycle settings: recorded with the deployment, never part of the compared spec.
     on_delete: str = DEFAULT_ON_DELETE
     protected: bool = False
+    restart_policy: str = DEFAULT_RESTART_POLICY
 
     @classmethod
     def from_manifest(cls, data: Mapping[str, Any], file: str, line: int = 0) -> Deployment:
@@ -113,6 +121,7 @@ class Deployment:
             source=f"{file}:{line}" if line else file,
             on_delete=str(spec.get("onDelete", DEFAULT_ON_DELETE)),
             protected=bool(spec.get("protected", False)),
+            restart_policy=str(spec.get("restartPolicy", DEFAULT_RESTART_POLICY)),
         )
 
     def spec_view(self) -> dict[str, Any]:
@@ -161,10 +170,36 @@ class LiveDeployment:
     environment: str = ""
     launched: str | None = None
     stopped: str | None = None
+    error: str = ""  # why it ended, as the API says (a failed brokerage login, ...)
 
     @property
     def active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def cause(self) -> str:
+        """Why it is not running: failed | stopped (by a person) | exited | running."""
+        if self.active:
+            return "running"
+        if self.status in FAILED_STATUSES:
+            return "failed"
+        if self.status in EXITED_STATUSES:
+            return "exited"
+        return "stopped"
+
+
+@dataclass(frozen=True)
+class Node:
+    """A live node of the organisation (`projects/nodes/read`)."""
+
+    id: str
+    name: str
+    sku: str = ""
+    busy: bool = False
+    used_by: str | None = None
+    project_id: int | None = None  # what runs on it, when busy
+    project_name: str | None = None
+    active: bool = False
 
 
 @dataclass(frozen=True)
@@ -187,6 +222,8 @@ class Record:
     on_delete: str = DEFAULT_ON_DELETE  # what a prune does, known after the manifest is gone
     protected: bool = False
     source_modified: str | None = None  # `compileId: latest`: the project's `modified` built
+    restarts: int = 0  # restarts in a row (reset once it has stayed Running 30 minutes)
+    last_restart_at: float | None = None
 
     @property
     def spec(self) -> dict[str, Any] | None:
@@ -197,7 +234,7 @@ class Record:
 
 
 # Intent kinds: one journaled intent per mutation of live state.
-INTENT_KINDS = ("create", "replace", "prune")
+INTENT_KINDS = ("create", "replace", "restart", "prune")
 
 
 @dataclass(frozen=True)
@@ -302,6 +339,7 @@ class Action:
     adopt: bool = False  # a noop that records a matching deployment we did not create
     changes: tuple[Change, ...] = ()  # replace: what changed, field by field
     release: bool = False  # unmanaged: an adopted deployment whose record is dropped
+    cause: str = ""  # restart, drift: failed | stopped | exited
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -318,6 +356,8 @@ class Action:
             out["adopt"] = True
         if self.release:
             out["release"] = True
+        if self.cause:
+            out["cause"] = self.cause
         if self.action == "replace":
             out["changes"] = [change.to_json() for change in self.changes]
         return out
@@ -334,6 +374,7 @@ class Action:
             adopt=bool(data.get("adopt", False)),
             changes=tuple(Change.from_json(c) for c in data.get("changes") or ()),
             release=bool(data.get("release", False)),
+            cause=str(data.get("cause") or ""),
         )
 
 

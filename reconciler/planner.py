@@ -22,17 +22,52 @@ Rules (DESIGN §4, §5, §11):
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from reconciler.model import (
     Action,
     Deployment,
     LiveDeployment,
+    Node,
     Plan,
     Record,
     spec_changes,
 )
 
 DEFAULT_MAX_PRUNES = 5
+
+# Restart backoff (DESIGN §11): after this many restarts in a row, the next waits
+# 1, 2, 4 ... minutes, at most an hour; the count resets after 30 minutes Running.
+RESTARTS_BEFORE_BACKOFF = 3
+BACKOFF_BASE = 60.0
+BACKOFF_CAP = 3600.0
+STABLE_AFTER = 1800.0
+
+# What each restart policy does for each cause (DESIGN §11's table).
+RESTART_TABLE = {
+    "OnFailure": frozenset({"failed"}),
+    "Always": frozenset({"failed", "stopped", "exited"}),
+    "Never": frozenset(),
+}
+_CAUSE_TEXT = {
+    "failed": "it failed",
+    "stopped": "stopped by someone else (not by this reconciler)",
+    "exited": "the algorithm completed",
+}
+
+
+def latest_by_project(live: Iterable[LiveDeployment]) -> dict[int, LiveDeployment]:
+    """Each project's most recently launched deployment, running or not."""
+    latest: dict[int, LiveDeployment] = {}
+    for item in live:
+        current = latest.get(item.project_id)
+        if current is None or (item.launched or "", item.deploy_id) > (
+            current.launched or "",
+            current.deploy_id,
+        ):
+            latest[item.project_id] = item
+    return latest
 
 
 def active_by_project(live: Iterable[LiveDeployment]) -> dict[int, LiveDeployment]:
@@ -83,27 +118,109 @@ def _replace_of(
     return Action("replace", name, project, reason, spec_hash, record.deploy_id, changes=changes)
 
 
+@dataclass(frozen=True)
+class _Restart:
+    """What the planner needs to decide restarts: the time, and `--restart` names."""
+
+    now: float | None
+    forced: Collection[str]
+
+
+def backoff_until(record: Record) -> float | None:
+    """When the next restart may run, once restarts in a row reached the threshold."""
+    if record.restarts < RESTARTS_BEFORE_BACKOFF or record.last_restart_at is None:
+        return None
+    wait = BACKOFF_BASE * (1 << min(16, record.restarts - RESTARTS_BEFORE_BACKOFF))
+    return record.last_restart_at + min(BACKOFF_CAP, wait)
+
+
+def _utc(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _not_running(
+    desired: Deployment,
+    record: Record | None,
+    latest: LiveDeployment | None,
+    restart: _Restart,
+) -> Action:
+    """A manifest whose project runs nothing: create, restart, drift or blocked.
+
+    With a record, its deployment's live status says why it is not running; without one
+    (an empty or lost store), the project's most recent deployment stands in for the
+    record when it matches the manifest: a person's stop is never undone on a guess.
+    """
+    name, project, spec_hash = desired.name, desired.project_id, desired.spec_hash
+    if record is not None and record.deploy_id:
+        if record.last_action == "replace" and record.last_outcome == "stopped":
+            reason = f"continuing a replace: {record.deploy_id} was stopped by this reconciler"
+            return Action("create", name, project, reason, spec_hash)
+        if record.spec_hash != spec_hash:
+            reason = f"spec changed while {record.deploy_id} was not running: a new deployment"
+            return Action("create", name, project, reason, spec_hash)
+        seen = latest if latest is not None and latest.deploy_id == record.deploy_id else None
+        status = seen.status if seen is not None else "gone from the live list"
+        cause = seen.cause if seen is not None else "stopped"
+        return _by_policy(desired, record, record.deploy_id, status, cause, seen, restart)
+    if latest is not None and (latest.brokerage, latest.environment) == desired.identity:
+        return _by_policy(
+            desired, None, latest.deploy_id, latest.status, latest.cause, latest, restart
+        )
+    return Action("create", name, project, "no live deployment on the project", spec_hash)
+
+
+def _by_policy(
+    desired: Deployment,
+    record: Record | None,
+    deploy_id: str,
+    status: str,
+    cause: str,
+    seen: LiveDeployment | None,
+    restart: _Restart,
+) -> Action:
+    name, project, spec_hash, policy = (
+        desired.name, desired.project_id, desired.spec_hash, desired.restart_policy,
+    )  # fmt: skip
+    forced = name in restart.forced
+    why = _CAUSE_TEXT[cause] + (f": {seen.error}" if seen is not None and seen.error else "")
+    if not forced and cause not in RESTART_TABLE.get(policy, frozenset()):
+        guess = "" if record is not None else " (no record: the project's last deployment)"
+        reason = (
+            f"{deploy_id} is {status}{guess}, {why}; restartPolicy {policy} leaves it: "
+            f"`reconciler apply --restart {name}` starts it again"
+        )
+        return Action("drift", name, project, reason, spec_hash, deploy_id, cause=cause)
+    until = backoff_until(record) if record is not None else None
+    if not forced and until is not None and restart.now is not None and restart.now < until:
+        reason = (
+            f"{deploy_id} is {status}, {why}; backing off after {record.restarts if record else 0} "
+            f"restarts in a row: next try at {_utc(until)} (or `apply --restart {name}`)"
+        )
+        return Action("blocked", name, project, reason, spec_hash, deploy_id, cause=cause)
+    by = "forced by --restart" if forced else f"restartPolicy {policy}"
+    reason = f"{deploy_id} is {status}, {why}; {by}"
+    return Action("restart", name, project, reason, spec_hash, deploy_id, cause=cause)
+
+
 def _for_manifest(
     desired: Deployment,
     record: Record | None,
     running: LiveDeployment | None,
+    latest: LiveDeployment | None,
     modified: str | None,
     forced: bool,
+    restart: _Restart,
 ) -> Action:
     name, project, spec_hash = desired.name, desired.project_id, desired.spec_hash
     if running is None:
-        if record is not None and record.deploy_id:
-            if record.last_action == "replace" and record.last_outcome == "stopped":
-                reason = f"continuing a replace: {record.deploy_id} was stopped by this reconciler"
-            else:
-                reason = f"recorded deployment {record.deploy_id} is no longer running"
-        else:
-            reason = "no live deployment on the project"
-        return Action("create", name, project, reason, spec_hash)
+        return _not_running(desired, record, latest, restart)
     if record is not None and record.deploy_id == running.deploy_id:
         replace = _replace_of(desired, record, modified, forced)
         if replace is None:
-            return Action("noop", name, project, "in sync", spec_hash, running.deploy_id)
+            reason = "in sync"
+            if name in restart.forced:
+                reason = f"in sync; {running.deploy_id} is {running.status}: nothing to restart"
+            return Action("noop", name, project, reason, spec_hash, running.deploy_id)
         if desired.protected:
             return Action(
                 "blocked",
@@ -265,28 +382,96 @@ def plan(
     live: Iterable[LiveDeployment],
     *,
     projects: Mapping[int, str] | None = None,
+    nodes: Mapping[str, Node] | None = None,
     force_replace: Collection[str] = (),
+    force_restart: Collection[str] = (),
     max_prunes: int = DEFAULT_MAX_PRUNES,
+    pruning: bool = True,
+    now: float | None = None,
 ) -> Plan:
     """Compare the views and return the actions, in a deterministic order.
 
     `projects`: each project's `modified` as `projects/read` reports it now (needed only
-    for `compileId: latest`).  `force_replace`: names to replace although in sync.
+    for `compileId: latest`).  `nodes`: the organisation's live nodes by id, for the
+    pre-flight check (None: not checked).  `force_replace` / `force_restart`: names from
+    `--replace` / `--restart`.  `pruning`: prunes will be carried out (they free nodes).
+    `now`: the time, for restart backoff (the planner reads no clock).
     """
+    live = list(live)
     active = active_by_project(live)
+    latest = latest_by_project(live)
     modified = projects or {}
+    restart = _Restart(now, force_restart)
     wanted = sorted(desired, key=lambda d: d.name)
     actions = [
         _for_manifest(
             d,
             recorded.get(d.name),
             active.get(d.project_id),
+            latest.get(d.project_id),
             modified.get(d.project_id),
             d.name in force_replace,
+            restart,
         )
         for d in wanted
     ]
     names = {d.name for d in wanted}
     claimed = {d.project_id for d in wanted}
     leftovers = _removed(recorded, names, claimed, active)
-    return Plan(tuple(_interlocked(actions + leftovers, len(wanted), recorded, max_prunes)))
+    actions = _interlocked(actions + leftovers, len(wanted), recorded, max_prunes)
+    if nodes is not None:
+        actions = _preflight(actions, {d.name: d for d in wanted}, nodes, pruning)
+    return Plan(tuple(actions))
+
+
+STARTING = frozenset({"create", "replace", "restart"})
+
+
+def _preflight(
+    actions: list[Action],
+    by_name: Mapping[str, Deployment],
+    nodes: Mapping[str, Node],
+    pruning: bool,
+) -> list[Action]:
+    """Block what would start on an unknown node or one busy with a project this plan
+    does not stop first (DESIGN §11): no create is sent for it."""
+    freed = {a.project_id for a in actions if a.action == "replace"}
+    if pruning:
+        freed |= {a.project_id for a in actions if a.action == "prune" and a.deploy_id}
+    out = []
+    for action in actions:
+        desired = by_name.get(action.name or "")
+        why = _node_problem(desired, nodes, freed) if action.action in STARTING else None
+        if desired is not None and why is not None:
+            action = Action(
+                "blocked",
+                action.name,
+                action.project_id,
+                f"{why}; no {action.action} is sent ({action.reason})",
+                action.spec_hash,
+                action.deploy_id,
+                changes=action.changes,
+            )
+        out.append(action)
+    return out
+
+
+def _node_problem(
+    desired: Deployment | None, nodes: Mapping[str, Node], freed: Collection[int]
+) -> str | None:
+    if desired is None:
+        return None
+    node = nodes.get(desired.node_id)
+    if node is None:
+        return f"node {desired.node_id} is not a live node of the organisation"
+    if not node.busy or node.project_id == desired.project_id or node.project_id in freed:
+        return None
+    label = (
+        f"node {node.name} ({node.id})"
+        if node.name and node.name != node.id
+        else (f"node {node.id}")
+    )
+    if node.project_id is None:
+        return f"{label} is busy (used by {node.used_by or 'someone else'})"
+    project = f" ({node.project_name})" if node.project_name else ""
+    return f"{label} is busy running project {node.project_id}{project}"

@@ -30,7 +30,7 @@ from reconciler.errors import StateError, StateLockedError
 from reconciler.model import Intent, Record
 
 DEFAULT_STATE_PATH = ".reconciler/state.db"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -90,12 +90,17 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE intents ADD COLUMN spec_json TEXT;
     ALTER TABLE intents ADD COLUMN on_delete TEXT NOT NULL DEFAULT 'stop';
     """,
+    # Restart backoff, persisted so a crash loop is not reset by a restart of ours.
+    3: """
+    ALTER TABLE deployments ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE deployments ADD COLUMN last_restart_at REAL;
+    """,
 }
 
 _RECORD_COLUMNS = (
     "name", "project_id", "spec_hash", "deploy_id", "owned", "compile_id", "node_id",
     "compile_verified", "created_at", "updated_at", "last_action", "last_outcome",
-    "spec_json", "on_delete", "protected", "source_modified",
+    "spec_json", "on_delete", "protected", "source_modified", "restarts", "last_restart_at",
 )  # fmt: skip
 _INTENT_COLUMNS = (
     "attempt_id", "name", "project_id", "spec_hash", "created_at", "kind", "old_deploy_id",
@@ -175,6 +180,8 @@ def _record_from_row(row: sqlite3.Row) -> Record:
         on_delete=row["on_delete"],
         protected=bool(row["protected"]),
         source_modified=row["source_modified"],
+        restarts=row["restarts"],
+        last_restart_at=row["last_restart_at"],
     )
 
 

@@ -48,7 +48,8 @@ WATCH_STEP_MS = 25
 SETTLE_SECONDS = 0.02  # a file must keep its size and mtime this long before it is read
 SETTLE_TRIES = 25
 SUSPECT_SHRINK = 0.5  # losing more than half of the applied manifests at once is suspect
-ACTING = frozenset({"create", "replace", "prune"})  # what the daemon sends to the engine
+ACTING = frozenset({"create", "replace", "restart", "prune"})  # sent to the engine
+HEALTH_WAIT = 120.0  # seconds a new deployment may take to be Running (as apply --wait)
 
 
 def _stat_key(path: str) -> tuple[int, int] | None:
@@ -172,13 +173,16 @@ class DesiredTracker:
 
 
 class RetryGate:
-    """Capped exponential backoff per deployment, for failed creates and repeated deaths."""
+    """Capped exponential backoff per deployment for failed creates, replaces and restarts.
 
-    def __init__(self, base: float = 2.0, cap: float = 600.0, stable_after: float = 900.0) -> None:
-        self.base, self.cap, self.stable_after = base, cap, stable_after
+    In memory: it spaces out API calls that keep failing.  A deployment that keeps dying
+    after it started is spaced out by the restart backoff, which lives in the store.
+    """
+
+    def __init__(self, base: float = 2.0, cap: float = 600.0) -> None:
+        self.base, self.cap = base, cap
         self._failures: dict[str, int] = {}
         self._not_before: dict[str, float] = {}
-        self._last_create: dict[str, float] = {}
 
     def delay(self, count: int) -> float:
         growth = float(2 ** max(0, count - 1))
@@ -190,25 +194,14 @@ class RetryGate:
     def waiting(self, now: float) -> int:
         return sum(1 for t in self._not_before.values() if t > now)
 
-    def record(self, action: Action, outcome: Outcome, now: float) -> None:
-        name = action.name or ""
-        died = action.reason.startswith("recorded deployment")
-        if outcome.result == "created" and not died:
+    def record(self, name: str, outcome: Outcome, now: float) -> None:
+        if not outcome.failed:
             self._failures.pop(name, None)
             self._not_before.pop(name, None)
-        else:
-            # A failure, or a deployment that died and was created again: the next
-            # attempt waits longer each time, until it has stayed up for a while.
-            count = self._failures.get(name, 0) + 1
-            self._failures[name] = count
-            self._not_before[name] = now + self.delay(count)
-        self._last_create[name] = now
-
-    def observe_running(self, name: str, now: float) -> None:
-        if now - self._last_create.get(name, now) >= self.stable_after:
-            self._failures.pop(name, None)
-            self._not_before.pop(name, None)
-            self._last_create.pop(name, None)
+            return
+        count = self._failures.get(name, 0) + 1
+        self._failures[name] = count
+        self._not_before[name] = now + self.delay(count)
 
 
 class Daemon:
@@ -233,7 +226,7 @@ class Daemon:
         self.reread = threading.Event()
         self.gate = RetryGate()
         self.loop_failures = 0
-        self._reported_unmanaged: set[str] = set()
+        self._reported: set[str] = set()
         self._reported_invalid: dict[str, list[str]] = {}
 
     # -- one reconcile -----------------------------------------------------------------
@@ -286,13 +279,14 @@ class Daemon:
                 if acting
                 else []
             )
+            outcomes = self.rt.engine.await_health(outcomes, HEALTH_WAIT, self.stop.is_set)
         now = time.monotonic()
         by_name = {a.name: a for a in acting}
         for outcome in outcomes:
             self.metrics.actions.labels(outcome.action, outcome.result).inc()
             action = by_name.get(outcome.name)
-            if action is not None and action.action in ("create", "replace"):
-                self.gate.record(action, outcome, now)
+            if action is not None and action.action in ("create", "replace", "restart"):
+                self.gate.record(action.name or "", outcome, now)
             level = logging.ERROR if outcome.failed else logging.INFO
             log.log(
                 level,
@@ -310,8 +304,6 @@ class Daemon:
                 },
             )
         for action in plan.actions:
-            if action.action == "noop" and action.name:
-                self.gate.observe_running(action.name, now)
             self._report_other(action)
         if not refresh.suspect and not refresh.invalid:
             self.tracker.last_applied = {d.name for d in desired}
@@ -321,7 +313,9 @@ class Daemon:
         now = time.monotonic()
         kept = []
         for action in plan.actions:
-            if action.action in ("create", "replace") and not self.gate.allowed(
+            if action.action in ("restart", "drift"):
+                self._report_drift(action)
+            if action.action in ("create", "replace", "restart") and not self.gate.allowed(
                 action.name or "", now
             ):
                 continue  # backing off: reported when it was deferred
@@ -336,18 +330,17 @@ class Daemon:
                     else "suppressed: some manifest files are invalid or the change is suspect",
                 )
                 continue
-            if action.action == "create" and action.reason.startswith("recorded deployment"):
-                log.warning(
-                    "drift: %s",
-                    action.reason,
-                    extra={
-                        "event": "drift",
-                        "deployment": action.name,
-                        "project": action.project_id,
-                    },
-                )
             kept.append(action)
         return Plan(tuple(kept))
+
+    def _report_drift(self, action: Action) -> None:
+        """A managed deployment found not running: logged and counted once per episode
+        (a deployment, and why it is not running), not on every resync."""
+        key = f"drift:{action.name}:{action.deploy_id}:{action.cause}"
+        if key in self._reported:
+            return
+        self.metrics.drift.labels(action.cause or "stopped").inc()
+        self._report_once(key, logging.WARNING, "drift", action, action.reason)
 
     def _report_files(self, refresh: Refresh) -> None:
         if refresh.changed or refresh.deleted:
@@ -378,15 +371,17 @@ class Daemon:
 
     def _report_other(self, action: Action) -> None:
         if action.action in ("unmanaged", "conflict", "blocked") and not action.release:
+            if action.action == "blocked" and action.cause:
+                self._report_drift(action)  # a restart backing off: still one episode
             level = logging.INFO if action.action == "unmanaged" else logging.ERROR
             key = f"{action.action}:{action.name}:{action.deploy_id}:{action.reason}"
             self._report_once(key, level, action.action, action, action.reason)
 
     def _report_once(self, key: str, level: int, event: str, action: Action, why: str) -> None:
         """Log what does not change between resyncs once, not on every loop."""
-        if key in self._reported_unmanaged:
+        if key in self._reported:
             return
-        self._reported_unmanaged.add(key)
+        self._reported.add(key)
         log.log(
             level,
             "%s %s: %s",
@@ -398,6 +393,7 @@ class Daemon:
                 "deployment": action.name,
                 "project": action.project_id,
                 "deploy_id": action.deploy_id,
+                **({"cause": action.cause} if action.cause else {}),
             },
         )
 

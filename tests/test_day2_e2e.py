@@ -308,7 +308,9 @@ def test_sigkill_between_create_and_its_record_is_adopted_as_created(
     assert_safe(emulator)
 
 
-def test_state_lost_after_the_stop_creates_once(world: World, emulator: Emulator) -> None:
+def test_state_lost_after_the_stop_never_restarts_on_a_guess(
+    world: World, emulator: Emulator
+) -> None:
     world.apply()
     world.new_build(301)
     emulator.inject("live/list", latency=3.0)
@@ -318,10 +320,16 @@ def test_state_lost_after_the_stop_creates_once(world: World, emulator: Emulator
     emulator.clear_faults()
     for suffix in ("", "-wal", "-shm"):
         (world.tmp_path / f"state.db{suffix}").unlink(missing_ok=True)
-    world.apply()
-    assert len(running_ids(emulator, 301)) == 1 and emulator.creates_committed(301) == 2
+    # With no record, the project's last deployment (Stopped) stands in for it: a stop
+    # this reconciler cannot prove was its own is a person's (DESIGN §11): drift, exit 0.
+    result = world.apply()
+    assert "drift" in result.stdout and "--restart d301" in result.stdout
+    assert running_ids(emulator, 301) == [] and emulator.creates_committed(301) == 1
     for project_id in (302, 303):  # adopted, not created again
         assert emulator.creates_committed(project_id) == 1
+    world.apply("--restart", "d301")
+    assert len(running_ids(emulator, 301)) == 1 and emulator.creates_committed(301) == 2
+    assert "No changes" in world.run("plan", str(world.root)).stdout
     assert_safe(emulator)
 
 

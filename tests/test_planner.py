@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.model import Deployment, LiveDeployment, Plan, Record, SecretRef
+from reconciler.model import Deployment, LiveDeployment, Node, Plan, Record, SecretRef
 from reconciler.planner import plan
 
 BROKERAGES = [
@@ -107,7 +108,7 @@ def simulate_apply(
     recorded = dict(recorded)
     live = [dataclasses.replace(x, status="Stopped") if x.deploy_id in stopped else x for x in live]
     for n, action in enumerate(result.actions):
-        if action.action in ("create", "replace"):
+        if action.action in ("create", "replace", "restart"):
             d = by_name[action.name or ""]
             brokerage, environment = d.identity
             deploy = f"L-new-{n}"
@@ -159,13 +160,15 @@ def test_apply_then_replan_is_all_noop(world) -> None:  # type: ignore[no-untype
     first = plan(desired, recorded, live)
     recorded2, live2 = simulate_apply(first, desired, recorded, live)
     second = plan(desired, recorded2, live2)
-    acted = {a.name for a in first.actions if a.action == "create" or a.adopt}
+    acted = {a.name for a in first.actions if a.action in ("create", "restart") or a.adopt}
     for action in second.actions:
-        assert action.action != "create"
+        assert action.action not in ("create", "restart")
         if action.name in acted:
             assert action.action == "noop" and not action.adopt, action
     if not first.refused:  # blocked and conflict persist until a person acts
-        assert {a.action for a in second.actions} <= {"noop", "unmanaged"}
+        drifted = {a.name for a in first.of_kind("drift")}  # so does a person's stop
+        rest = [a for a in second.actions if a.name not in drifted]
+        assert {a.action for a in rest} <= {"noop", "unmanaged"}
         assert not any(a.release for a in second.actions)
 
 
@@ -184,13 +187,137 @@ def test_empty_store_reports_a_foreign_mismatch_as_conflict() -> None:
     assert "L-x" in action.reason and "InteractiveBrokersBrokerage/live" in action.reason
 
 
-def test_stopped_deployment_is_created_again() -> None:
+# DESIGN §11's table: what each policy does for each way of not running.
+@pytest.mark.parametrize(
+    ("policy", "status", "expected"),
+    [
+        ("OnFailure", "RuntimeError", "restart"),
+        ("OnFailure", "DeployError", "restart"),
+        ("OnFailure", "Invalid", "restart"),
+        ("OnFailure", "Stopped", "drift"),
+        ("OnFailure", "Liquidated", "drift"),
+        ("OnFailure", "Deleted", "drift"),
+        ("OnFailure", "Completed", "drift"),
+        ("Always", "RuntimeError", "restart"),
+        ("Always", "Stopped", "restart"),
+        ("Always", "Liquidated", "restart"),
+        ("Always", "Completed", "restart"),
+        ("Never", "RuntimeError", "drift"),
+        ("Never", "Stopped", "drift"),
+        ("Never", "Completed", "drift"),
+    ],
+)
+def test_restart_policy_table(policy: str, status: str, expected: str) -> None:
+    d = dataclasses.replace(deployment("p", 3), restart_policy=policy)
+    recorded = {"p": Record("p", 3, d.spec_hash, "L-old", True)}
+    live = [LiveDeployment(3, "L-old", status, "QuantConnectBrokerage", "paper", "2026-01-01")]
+    (action,) = plan([d], recorded, live, now=0.0).actions
+    assert (action.action, action.deploy_id) == (expected, "L-old"), action
+    assert action.cause == {"RuntimeError": "failed", "DeployError": "failed"}.get(
+        status, {"Invalid": "failed", "Completed": "exited"}.get(status, "stopped")
+    )
+    # `--restart NAME` starts it again whatever the policy and the cause.
+    (forced,) = plan([d], recorded, live, force_restart={"p"}, now=0.0).actions
+    assert forced.action == "restart" and "forced by --restart" in forced.reason
+
+
+def test_a_persons_stop_stays_drift_until_the_spec_changes() -> None:
     d = deployment("p", 3)
     recorded = {"p": Record("p", 3, d.spec_hash, "L-old", True)}
-    live = [LiveDeployment(3, "L-old", "Stopped", "QuantConnectBrokerage", "paper")]
+    live = [LiveDeployment(3, "L-old", "Stopped", "QuantConnectBrokerage", "paper", "2026-01-01")]
     (action,) = plan([d], recorded, live).actions
+    assert action.action == "drift" and "apply --restart p" in action.reason
+    assert not plan([d], recorded, live).has_changes  # plan --detailed-exitcode gives 0
+    changed = deployment("p", 3, compile_id="c2")
+    (action,) = plan([changed], recorded, live).actions
     assert action.action == "create"
-    assert "L-old" in action.reason
+
+
+def test_without_a_record_the_last_deployment_stands_in() -> None:
+    d = deployment("p", 3)
+    for status, expected in (
+        ("Stopped", "drift"),
+        ("Liquidated", "drift"),
+        ("RuntimeError", "restart"),
+    ):
+        live = [LiveDeployment(3, "L-x", status, "QuantConnectBrokerage", "paper", "2026-01-01")]
+        (action,) = plan([d], {}, live).actions
+        assert action.action == expected, (status, action)
+    other = [LiveDeployment(3, "L-x", "Stopped", "InteractiveBrokersBrokerage", "live", "2026")]
+    assert plan([d], {}, other).actions[0].action == "create"  # not the manifest's
+
+
+def test_a_replace_stopped_by_us_continues_with_a_create() -> None:
+    d = deployment("p", 3, compile_id="c2")
+    record = Record(
+        "p", 3, "sha256:old", "L-old", True, last_action="replace", last_outcome="stopped"
+    )
+    live = [LiveDeployment(3, "L-old", "Stopped", "QuantConnectBrokerage", "paper", "2026")]
+    (action,) = plan([d], {"p": record}, live).actions
+    assert action.action == "create" and "continuing a replace" in action.reason
+
+
+def test_restarts_back_off_with_an_injected_clock() -> None:
+    d = deployment("p", 3)
+    live = [LiveDeployment(3, "L-1", "RuntimeError", "QuantConnectBrokerage", "paper", "2026")]
+
+    def act(restarts: int, last: float, now: float) -> str:
+        record = Record("p", 3, d.spec_hash, "L-1", True, restarts=restarts, last_restart_at=last)
+        (action,) = plan([d], {"p": record}, live, now=now).actions
+        return action.action
+
+    assert act(2, 1000.0, 1000.0) == "restart"  # fewer than 3 in a row: at once
+    for restarts, minutes in ((3, 1), (4, 2), (5, 4), (6, 8), (9, 60), (30, 60)):
+        assert act(restarts, 1000.0, 1000.0 + minutes * 60 - 1) == "blocked", restarts
+        assert act(restarts, 1000.0, 1000.0 + minutes * 60) == "restart", restarts
+    record = Record("p", 3, d.spec_hash, "L-1", True, restarts=5, last_restart_at=1000.0)
+    (blocked,) = plan([d], {"p": record}, live, now=1001.0).actions
+    assert "next try at 1970-01-01 00:20:40 UTC" in blocked.reason
+    (forced,) = plan([d], {"p": record}, live, now=1001.0, force_restart={"p"}).actions
+    assert forced.action == "restart"
+
+
+def test_preflight_blocks_unknown_and_busy_nodes() -> None:
+    a = dataclasses.replace(deployment("a", 1), node_id="LN-a")
+    b = dataclasses.replace(deployment("b", 2), node_id="LN-b")
+    c = dataclasses.replace(deployment("c", 3), node_id="LN-gone")
+    nodes = {
+        "LN-a": Node("LN-a", "node a"),
+        "LN-b": Node("LN-b", "node b", busy=True, project_id=9, project_name="other"),
+    }
+    actions = {x.name: x for x in plan([a, b, c], {}, [], nodes=nodes).actions}
+    assert actions["a"].action == "create"
+    assert actions["b"].action == "blocked"
+    assert "node b (LN-b) is busy running project 9 (other)" in actions["b"].reason
+    assert actions["c"].action == "blocked" and "not a live node" in actions["c"].reason
+    # A node freed by a prune of the same plan is not busy for it (when pruning).
+    gone = {"old": Record("old", 9, "sha256:o", "L-9", True)}
+    live = [LiveDeployment(9, "L-9", "Running", "QuantConnectBrokerage", "paper", "2026")]
+    freed = {x.name: x for x in plan([a, b], gone, live, nodes=nodes).actions}
+    assert freed["b"].action == "create" and freed["old"].action == "prune"
+    kept = {x.name: x for x in plan([a, b], gone, live, nodes=nodes, pruning=False).actions}
+    assert kept["b"].action == "blocked"
+
+
+def test_two_deployments_may_swap_nodes() -> None:
+    a = dataclasses.replace(deployment("a", 1), node_id="LN-b")
+    b = dataclasses.replace(deployment("b", 2), node_id="LN-a")
+    recorded = {
+        "a": Record("a", 1, "sha256:old-a", "L-a", True),
+        "b": Record("b", 2, "sha256:old-b", "L-b", True),
+    }
+    live = [
+        LiveDeployment(1, "L-a", "Running", "QuantConnectBrokerage", "paper", "2026"),
+        LiveDeployment(2, "L-b", "Running", "QuantConnectBrokerage", "paper", "2026"),
+    ]
+    nodes = {
+        "LN-a": Node("LN-a", "a", busy=True, project_id=1),
+        "LN-b": Node("LN-b", "b", busy=True, project_id=2),
+    }
+    assert [x.action for x in plan([a, b], recorded, live, nodes=nodes).actions] == [
+        "replace",
+        "replace",
+    ]
 
 
 def test_changed_spec_is_replace_and_removed_owned_manifest_is_prune() -> None:

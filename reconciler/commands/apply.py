@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from reconciler import render
+from reconciler.engine import Engine
 from reconciler.errors import ConfigError, StalePlanError
 from reconciler.model import Deployment, Outcome
 from reconciler.planner import DEFAULT_MAX_PRUNES
@@ -60,15 +61,32 @@ def _progress(outcome: Outcome, done: int, total: int) -> None:
 
 
 def _check_flags(args: argparse.Namespace, desired: list[Deployment]) -> None:
-    if args.plan and (args.replace or args.max_prunes != DEFAULT_MAX_PRUNES):
+    if args.plan and (args.replace or args.restart or args.max_prunes != DEFAULT_MAX_PRUNES):
         raise ConfigError(
-            "--replace and --max-prunes change the plan: they cannot be combined with --plan "
-            "(apply without --plan, or save a plan made without them)"
+            "--replace, --restart and --max-prunes change the plan: they cannot be combined "
+            "with --plan (apply without --plan, or save a plan made without them)"
         )
     names = {d.name for d in desired}
-    unknown = sorted(set(args.replace) - names)
-    if unknown:
-        raise ConfigError(f"--replace {', '.join(unknown)}: no manifest has that name")
+    for flag, given in (("--replace", args.replace), ("--restart", args.restart)):
+        unknown = sorted(set(given) - names)
+        if unknown:
+            raise ConfigError(f"{flag} {', '.join(unknown)}: no manifest has that name")
+
+
+def _await_health(engine: Engine, outcomes: list[Outcome], wait: float) -> list[Outcome]:
+    started = [o for o in outcomes if o.result in ("created", "replaced", "restarted")]
+    if not started or wait <= 0:
+        return outcomes
+    print(
+        f"\nWaiting up to {wait:g} s for {len(started)} new deployment(s) to be Running "
+        "(--wait 0 skips this)...",
+        flush=True,
+    )
+    checked = engine.await_health(outcomes, wait)
+    for outcome in checked:
+        if outcome.failed and outcome not in outcomes:
+            print(f"  {render.outcome_line(outcome)}", flush=True)
+    return checked
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
                 live,
                 fingerprinted=saved is not None,
                 force_replace=set(args.replace),
+                force_restart=set(args.restart),
                 max_prunes=args.max_prunes,
+                pruning=args.prune,
             )
             if saved is not None:
                 changed = [k for k, v in fingerprints.items() if saved["fingerprints"].get(k) != v]
@@ -110,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
                 if not rt.store.claim_plan(saved["nonce"]):
                     raise StalePlanError(f"saved plan {args.plan} was already applied")
             print(render.plan_text(plan), flush=True)
-            acting = bool(plan.of_kind("create") or plan.of_kind("replace")) or bool(
-                args.prune and plan.of_kind("prune")
+            acting = any(a.action in ("create", "replace", "restart") for a in plan.actions) or (
+                args.prune and bool(plan.of_kind("prune"))
             )
             if acting and saved is None and not _confirm(args):
                 print("Apply cancelled; nothing was done.")
@@ -119,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
             if acting:
                 print(flush=True)
             outcomes = rt.engine.apply(plan, desired, prune=args.prune, progress=_progress)
+            outcomes = _await_health(rt.engine, outcomes, args.wait)
     print()
     print(render.outcomes_text(outcomes))
     return 1 if any(o.failed for o in outcomes) else 0

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,8 @@ class EngineOptions:
     stop_confirm_timeout: float = 120.0
     # Sandbox only: a secret reference that cannot be resolved gets a dummy value.
     secret_fallback: bool = False
+    # The time, for restart backoff: injected in tests, never read by the planner itself.
+    clock: Callable[[], float] = time.time
 
 
 @dataclass

@@ -18,7 +18,7 @@ from reconciler import planner
 from reconciler.engine.context import Context
 from reconciler.engine.journal import RESULT_OF, is_from_intent, record_for
 from reconciler.errors import ApiError, OutcomeUnknown, ReconcilerError, TransportError
-from reconciler.model import Deployment, Intent, LiveDeployment, Outcome
+from reconciler.model import Deployment, Intent, LiveDeployment, Outcome, Record
 
 log = logging.getLogger("reconciler.engine")
 
@@ -28,9 +28,11 @@ def create(
     desired: Deployment,
     intent: Intent,
     should_stop: Callable[[], bool] | None = None,
+    previous: Record | None = None,
 ) -> Outcome:
-    """One create (or a replace's second half), exactly once.  Never raises for expected
-    failures."""
+    """One create (a replace's second half, a restart), exactly once.  Never raises for
+    expected failures.  `previous`: the deployment's record, if any (a restart runs the
+    compile it ran)."""
     name, project, kind = desired.name, desired.project_id, intent.kind
     done = RESULT_OF[kind]
     if should_stop is not None and should_stop():
@@ -45,7 +47,7 @@ def create(
     try:
         brokerage = ctx.resolved(desired.brokerage)
         providers = ctx.resolved(desired.data_providers) if desired.data_providers else None
-        compile_id, source_modified = compile_for(ctx, desired)
+        compile_id, source_modified = compile_for(ctx, desired, intent, previous)
     except ReconcilerError as error:
         return fail("failed", str(error))
 
@@ -86,6 +88,7 @@ def create(
                 desired=desired,
                 compile_id=compile_id,
                 source_modified=source_modified,
+                previous=previous,
             )
             ctx.store.close_intent(intent, done, record=record)
             return Outcome(name, project, kind, done, created.deploy_id)
@@ -110,6 +113,7 @@ def create(
                 desired=desired,
                 compile_id=compile_id if owned else None,
                 source_modified=source_modified if owned else None,
+                previous=previous,
             )
             ctx.store.close_intent(
                 intent, done, record=record, detail=f"verified after: {last_error}"
@@ -133,12 +137,23 @@ def create(
     return fail("failed", f"gave up after {ctx.options.create_attempts} attempts: {last_error}")
 
 
-def compile_for(ctx: Context, desired: Deployment) -> tuple[str, str | None]:
+def compile_for(
+    ctx: Context, desired: Deployment, intent: Intent, previous: Record | None
+) -> tuple[str, str | None]:
     """The compile to deploy, and (for `latest`) the project's `modified` it was built from.
 
-    `modified` is read before the compile starts: should the code change while it builds,
-    the next reconcile sees a newer value and replaces once more, never the reverse.
+    A restart runs the compile the deployment ran, when the record knows it (new code is
+    a replace, not a restart).  `modified` is read before a compile starts: should the code
+    change while it builds, the next reconcile sees a newer value and replaces once more,
+    never the reverse.
     """
+    if (
+        intent.kind == "restart"
+        and previous is not None
+        and previous.compile_verified
+        and previous.compile_id
+    ):
+        return previous.compile_id, previous.source_modified
     if desired.compile_id != "latest":
         return desired.compile_id, None
     project = desired.project_id

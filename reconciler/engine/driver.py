@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 
 from reconciler import planner
 from reconciler.client import QuantConnectClient
 from reconciler.engine import create as create_path
-from reconciler.engine import journal
+from reconciler.engine import health, journal
 from reconciler.engine import stop as stop_path
 from reconciler.engine.context import Context, EngineOptions
 from reconciler.engine.inputs import fingerprints
@@ -32,6 +32,7 @@ from reconciler.model import (
     Deployment,
     Intent,
     LiveDeployment,
+    Node,
     Outcome,
     Plan,
     Record,
@@ -75,6 +76,12 @@ class Engine:
         """Close intents a previous run left open (it crashed or lost the answer)."""
         return journal.resolve_open_intents(self.store, live)
 
+    def fetch_nodes(self, desired: Sequence[Deployment]) -> dict[str, Node]:
+        """The organisation's live nodes, in one `projects/nodes/read` (it answers with all
+        of them for any of its projects: asked with one of the manifests')."""
+        project = min(d.project_id for d in desired)
+        return {node.id: node for node in self.client.read_nodes(project)}
+
     def make_plan(
         self,
         desired: Sequence[Deployment],
@@ -82,20 +89,36 @@ class Engine:
         *,
         fingerprinted: bool = False,
         force_replace: Collection[str] = (),
+        force_restart: Collection[str] = (),
         max_prunes: int = planner.DEFAULT_MAX_PRUNES,
+        pruning: bool = True,
     ) -> tuple[Plan, dict[str, str]]:
-        """The plan, and (when asked: for a saved plan) the fingerprints of its inputs."""
+        """The plan, and (when asked: for a saved plan) the fingerprints of its inputs.
+
+        The nodes are read (pre-flight) only when the plan would start something, so a
+        plan with no changes costs one list call.
+        """
         recorded = self.store.records()
         projects = self.fetch_projects(desired)
         prints = fingerprints(desired, recorded, live, projects) if fingerprinted else {}
-        plan = planner.plan(
-            desired,
-            recorded,
-            live,
-            projects=projects,
-            force_replace=force_replace,
-            max_prunes=max_prunes,
-        )
+
+        def make(nodes: Mapping[str, Node] | None) -> Plan:
+            return planner.plan(
+                desired,
+                recorded,
+                live,
+                projects=projects,
+                nodes=nodes,
+                force_replace=force_replace,
+                force_restart=force_restart,
+                max_prunes=max_prunes,
+                pruning=pruning,
+                now=self.options.clock(),
+            )
+
+        plan = make(None)
+        if any(action.action in planner.STARTING for action in plan.actions):
+            plan = make(self.fetch_nodes(desired))
         return plan, prints
 
     # -- applying --------------------------------------------------------------------
@@ -123,8 +146,8 @@ class Engine:
         prunes: list[Intent] = []
         for action in plan.actions:
             wanted = by_name.get(action.name or "")
-            if action.action == "create" and wanted is not None:
-                creates.append((wanted, _intent(wanted, "create")))
+            if action.action in ("create", "restart") and wanted is not None:
+                creates.append((wanted, _intent(wanted, action.action, action.deploy_id)))
             elif action.action == "replace" and wanted is not None and action.deploy_id:
                 replaces.append((wanted, _intent(wanted, "replace", action.deploy_id)))
             elif action.action == "prune" and prune and action.name and action.deploy_id:
@@ -160,7 +183,8 @@ class Engine:
                 else:
                     creates.append(result)  # the replace's create, its stop confirmed
             futures = [
-                pool.submit(create_path.create, self.ctx, d, i, should_stop) for d, i in creates
+                pool.submit(create_path.create, self.ctx, d, i, should_stop, records.get(d.name))
+                for d, i in creates
             ]
             for future in as_completed(futures):
                 outcomes.append(tracker.done(future.result()))
@@ -231,7 +255,9 @@ class Engine:
         if kind == "noop":
             if desired is not None and record is not None:
                 self._refresh_settings(record, desired)
-            return Outcome(name, project, "noop", "in sync", action.deploy_id)
+            return Outcome(name, project, "noop", "in sync", action.deploy_id, action.reason)
+        if kind == "drift":
+            return Outcome(name, project, "drift", "drift", action.deploy_id, action.reason)
         if kind == "prune" and not prune:
             return Outcome(
                 name,
@@ -285,23 +311,56 @@ class Engine:
         )  # fmt: skip
 
     def _refresh_settings(self, record: Record, desired: Deployment) -> None:
-        """`onDelete` and `protected` are recorded on the next apply, never replaced for."""
-        spec_json = record.spec_json or desired.spec_json
-        if (record.on_delete, record.protected, record.spec_json) == (
-            desired.on_delete,
-            desired.protected,
-            spec_json,
-        ):
-            return
-        self.store.put_record(
-            dataclasses.replace(
-                record,
-                on_delete=desired.on_delete,
-                protected=desired.protected,
-                spec_json=spec_json,
-                updated_at=time.time(),
-            )
+        """`onDelete` and `protected` are recorded on the next apply, never replaced for;
+        the restart count resets once the deployment has stayed Running a while."""
+        now = self.options.clock()
+        stable = record.created_at is not None and now - record.created_at >= planner.STABLE_AFTER
+        fresh = dataclasses.replace(
+            record,
+            on_delete=desired.on_delete,
+            protected=desired.protected,
+            spec_json=record.spec_json or desired.spec_json,
+            restarts=0 if stable else record.restarts,
+            last_restart_at=None if stable else record.last_restart_at,
         )
+        if fresh != record:
+            self.store.put_record(dataclasses.replace(fresh, updated_at=now))
+
+    # -- health ----------------------------------------------------------------------
+
+    def await_health(
+        self,
+        outcomes: Sequence[Outcome],
+        wait: float,
+        should_stop: StopAsked | None = None,
+    ) -> list[Outcome]:
+        """After the creates: watch live state (one list per poll, with backoff) until each
+        new deployment is Running or has failed (DESIGN §11 "Health after apply").
+
+        A deployment that ends in RuntimeError/DeployError (a failed brokerage login, say)
+        is a failed outcome carrying the API's message; one still starting when `wait`
+        runs out is a failed outcome too, left running.  Never a silent success.
+        """
+        started = {
+            o.deploy_id: o
+            for o in outcomes
+            if o.result in ("created", "replaced", "restarted") and o.deploy_id
+        }
+        if wait <= 0 or not started:
+            return list(outcomes)
+        verdicts = health.watch(self.client, started, wait, should_stop)
+        for deploy_id, (result, detail) in verdicts.items():
+            outcome = started[deploy_id]
+            self.store.add_history(
+                "health", result, name=outcome.name, project_id=outcome.project_id,
+                deploy_id=deploy_id, detail=detail,
+            )  # fmt: skip
+        return [
+            dataclasses.replace(o, result="failed", detail=verdicts[o.deploy_id][1])
+            if o.deploy_id in verdicts and verdicts[o.deploy_id][0] == "failed"
+            else o
+            for o in outcomes
+        ]
 
 
 def _intent(desired: Deployment, kind: str, old_deploy_id: str | None = None) -> Intent:

@@ -26,7 +26,12 @@ from reconciler.state import StateStore
 # own (clock skew between this machine and the API).
 CLOCK_SKEW = 300.0
 
-RESULT_OF = {"create": "created", "replace": "replaced", "prune": "pruned"}
+RESULT_OF = {
+    "create": "created",
+    "replace": "replaced",
+    "restart": "restarted",
+    "prune": "pruned",
+}
 
 
 def launched_at(item: LiveDeployment) -> float | None:
@@ -54,9 +59,15 @@ def record_for(
     desired: Deployment | None = None,
     compile_id: str | None = None,
     source_modified: str | None = None,
+    previous: Record | None = None,
 ) -> Record:
-    """The record of a deployment an intent brought about."""
+    """The record of a deployment an intent brought about.
+
+    A restart counts one more restart in a row (the backoff's input); anything else
+    starts the count again.
+    """
     now = time.time()
+    restarted = intent.kind == "restart"
     return Record(
         name=intent.name,
         project_id=intent.project_id,
@@ -74,6 +85,8 @@ def record_for(
         on_delete=desired.on_delete if desired else intent.on_delete,
         protected=desired.protected if desired else False,
         source_modified=source_modified,
+        restarts=(previous.restarts if previous else 0) + 1 if restarted else 0,
+        last_restart_at=now if restarted else None,
     )
 
 
@@ -81,7 +94,9 @@ def resolve_open_intents(store: StateStore, live: Sequence[LiveDeployment]) -> l
     """Close the intents a previous run left open (it crashed or lost the answer)."""
     outcomes = []
     active = planner.active_by_project(live)
-    for intent in store.open_intents():
+    intents = store.open_intents()
+    records = store.records() if intents else {}
+    for intent in intents:
         running = active.get(intent.project_id)
         if intent.kind == "prune":
             if running is not None and running.deploy_id == intent.old_deploy_id:
@@ -102,7 +117,7 @@ def resolve_open_intents(store: StateStore, live: Sequence[LiveDeployment]) -> l
                 )
             continue
         if running is not None and is_from_intent(intent, running):
-            record = record_for(intent, running, owned=True)
+            record = record_for(intent, running, owned=True, previous=records.get(intent.name))
             store.close_intent(
                 intent,
                 RESULT_OF[intent.kind],
