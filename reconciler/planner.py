@@ -142,6 +142,7 @@ def _not_running(
     desired: Deployment,
     record: Record | None,
     latest: LiveDeployment | None,
+    known: Mapping[str, LiveDeployment],
     restart: _Restart,
 ) -> Action:
     """A manifest whose project runs nothing: create, restart, drift or blocked.
@@ -158,7 +159,9 @@ def _not_running(
         if record.spec_hash != spec_hash:
             reason = f"spec changed while {record.deploy_id} was not running: a new deployment"
             return Action("create", name, project, reason, spec_hash)
-        seen = latest if latest is not None and latest.deploy_id == record.deploy_id else None
+        seen = known.get(record.deploy_id)
+        if seen is not None and (seen.active or seen.project_id != project):
+            seen = None  # not what the record says it is: treat it as gone
         status = seen.status if seen is not None else "gone from the live list"
         cause = seen.cause if seen is not None else "stopped"
         return _by_policy(desired, record, record.deploy_id, status, cause, seen, restart)
@@ -207,13 +210,14 @@ def _for_manifest(
     record: Record | None,
     running: LiveDeployment | None,
     latest: LiveDeployment | None,
+    known: Mapping[str, LiveDeployment],
     modified: str | None,
     forced: bool,
     restart: _Restart,
 ) -> Action:
     name, project, spec_hash = desired.name, desired.project_id, desired.spec_hash
     if running is None:
-        return _not_running(desired, record, latest, restart)
+        return _not_running(desired, record, latest, known, restart)
     if record is not None and record.deploy_id == running.deploy_id:
         replace = _replace_of(desired, record, modified, forced)
         if replace is None:
@@ -400,6 +404,7 @@ def plan(
     live = list(live)
     active = active_by_project(live)
     latest = latest_by_project(live)
+    known = {item.deploy_id: item for item in live}
     modified = projects or {}
     restart = _Restart(now, force_restart)
     wanted = sorted(desired, key=lambda d: d.name)
@@ -409,6 +414,7 @@ def plan(
             recorded.get(d.name),
             active.get(d.project_id),
             latest.get(d.project_id),
+            known,
             modified.get(d.project_id),
             d.name in force_replace,
             restart,

@@ -70,8 +70,8 @@ def plan_text(plan: Plan) -> str:
     """Terraform-like text: one line per action worth a look, then the summary line."""
     lines = []
     for action in plan.actions:
-        if action.action == "noop" and not action.adopt:
-            continue
+        if action.action == "noop" and not action.adopt and action.reason == "in sync":
+            continue  # in sync says nothing; a noop with something to say is shown
         symbol = _SYMBOLS[action.action]
         subject = action.name or f"(no manifest) {action.deploy_id}"
         lines.append(
@@ -158,6 +158,22 @@ def when(timestamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
+_NOT_RUNNING = {
+    "failed": "failed",
+    "stopped": "stopped by someone else",
+    "exited": "completed",
+}
+
+
+def _live_cell(row: Mapping[str, Any]) -> str:
+    text = str(row["liveStatus"])
+    if row.get("notRunning"):
+        text += f" ({_NOT_RUNNING.get(str(row['notRunning']), str(row['notRunning']))})"
+    if row.get("nextRestartAt"):
+        text += f", next restart {when(row['nextRestartAt'])}"
+    return text
+
+
 def status_text(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return "No deployments recorded yet. Run `reconciler apply` first."
@@ -167,10 +183,17 @@ def status_text(rows: Sequence[Mapping[str, Any]]) -> str:
             str(r["projectId"]),
             str(r["compile"]),
             str(r["node"] or "-"),
-            str(r["liveStatus"]),
+            _live_cell(r),
             str(r["deployId"] or "-"),
             f"{r['lastAction'] or '-'} {when(r['lastActionAt'])}",
         )
         for r in rows
     ]
-    return _table(("NAME", "PROJECT", "COMPILE", "NODE", "LIVE", "DEPLOY ID", "LAST ACTION"), table)
+    text = _table(("NAME", "PROJECT", "COMPILE", "NODE", "LIVE", "DEPLOY ID", "LAST ACTION"), table)
+    drifting = [r["name"] for r in rows if r.get("notRunning")]
+    if drifting:
+        text += (
+            f"\n\n{len(drifting)} not running: `reconciler plan` says what the restart "
+            "policy does; `reconciler apply --restart NAME` starts one again."
+        )
+    return text

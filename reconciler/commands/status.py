@@ -17,20 +17,27 @@ def run(args: argparse.Namespace) -> int:
         intents = rt.store.open_intents()
         live_error = None
         try:
-            active = planner.active_by_project(rt.engine.fetch_live())
+            live = rt.engine.fetch_live()
         except ReconcilerError as error:
-            active, live_error = {}, str(error)
+            live, live_error = [], str(error)
+    active = planner.active_by_project(live)
+    by_id = {item.deploy_id: item for item in live}
     rows: list[dict[str, Any]] = []
     for record in records.values():
         running = active.get(record.project_id)
+        mine = by_id.get(record.deploy_id or "")
+        cause = None
         if live_error:
             live_status = "unknown"
-        elif running is None:
-            live_status = "not running"
-        elif running.deploy_id == record.deploy_id:
-            live_status = running.status
-        else:
+        elif running is not None and running.deploy_id != record.deploy_id:
             live_status = f"other: {running.deploy_id}"
+        elif mine is not None:
+            live_status = mine.status
+            cause = None if mine.active else mine.cause
+        else:
+            live_status = "not running"
+            cause = "stopped"
+        until = planner.backoff_until(record)
         rows.append(
             {
                 "name": record.name,
@@ -44,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
                 "lastAction": record.last_action,
                 "lastOutcome": record.last_outcome,
                 "lastActionAt": record.updated_at,
+                # Why it is not running (failed | stopped | exited); None while it runs.
+                "notRunning": cause,
+                "restarts": record.restarts,
+                "nextRestartAt": until,
             }
         )
     if args.format == "json":
