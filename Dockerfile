@@ -1,7 +1,8 @@
 # reconciler watch as a container: mount (or git-sync) manifests at /manifests.
 #   docker build -t qc-live-reconciler .
-#   docker run -e QC_USER_ID -e QC_API_TOKEN -e IB_PASSWORD \
+#   docker run -e QC_USER_ID -e QC_API_TOKEN -e IB_PASSWORD -p 127.0.0.1:9108:9108 \
 #       -v "$PWD/deployments:/manifests:ro" -v reconciler-state:/state qc-live-reconciler
+# /healthz and /metrics on port 9108 (all interfaces inside the container).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
@@ -11,7 +12,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY reconciler ./reconciler
 COPY schemas ./schemas
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir '.[postgres]' \
     && useradd --system --uid 10001 --home-dir /state --create-home reconciler
 
 USER reconciler
@@ -20,4 +21,5 @@ EXPOSE 9108
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9108/healthz', timeout=4).status == 200 else 1)"
 
-ENTRYPOINT ["reconciler", "watch", "/manifests", "--metrics-port", "9108", "--log-format", "json"]
+# 0.0.0.0: Prometheus outside the container scrapes /metrics; the HEALTHCHECK uses loopback.
+ENTRYPOINT ["reconciler", "watch", "/manifests", "--listen", "0.0.0.0:9108", "--log-format", "json"]

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from reconciler import __version__
 from reconciler.errors import ReconcilerError
@@ -55,6 +55,35 @@ def _port(text: str) -> int:
     return value
 
 
+def _listen(text: str) -> tuple[str, int]:
+    """`HOST:PORT`, `[IPv6]:PORT`, or a bare `PORT` (127.0.0.1)."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return "127.0.0.1", _port(text)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise argparse.ArgumentTypeError(f"put an IPv6 address in brackets: [{host}]:{port}")
+    if not host:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT or PORT, got {text!r}")
+    return host, _port(port)
+
+
+def _loopback_port(text: str) -> tuple[str, int]:
+    return "127.0.0.1", _port(text)
+
+
+def _add_notify(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--notify",
+        action="append",
+        metavar="URL",
+        help="POST a JSON event per outcome, drift, block, conflict or failure to URL "
+        "(Slack's format for hooks.slack.com); repeatable (env RECONCILER_NOTIFY, "
+        "separated by spaces or commas). Plain http:// only to loopback.",
+    )
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -92,9 +121,17 @@ def _add_globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
     parser.add_argument(
         "--state",
-        metavar="PATH",
+        metavar="PATH|URL",
         default=default_state,
-        help="state database (env RECONCILER_STATE; default .reconciler/state.db)",
+        help="state: a SQLite file or a postgresql:// URL (env RECONCILER_STATE; default "
+        ".reconciler/state.db)",
+    )
+    parser.add_argument(
+        "--workspace",
+        metavar="NAME",
+        default=argparse.SUPPRESS if suppress else os.environ.get("RECONCILER_WORKSPACE"),
+        help="the workspace in a PostgreSQL state: manifest repositories sharing one database "
+        "each use their own (env RECONCILER_WORKSPACE; default 'default')",
     )
 
 
@@ -114,6 +151,57 @@ def _add_sandbox(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run against an embedded emulator (state in .reconciler/sandbox/); "
         "no credentials needed",
+    )
+
+
+def _add_state_command(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """`reconciler state list|show|history|forget|unlock|copy` (DESIGN §12)."""
+    state = command(
+        "state",
+        "Inspect and manage recorded state, like `terraform state`.",
+        "examples:\n"
+        "  reconciler state list\n"
+        "  reconciler state history spy-momentum\n"
+        "  reconciler state forget spy-momentum      # stop managing it; it keeps running\n"
+        "  reconciler state unlock                   # after a runner died holding the lock\n"
+        "  reconciler state copy --to postgresql://ci@db.internal:5432/reconciler "
+        "--workspace prod\n",
+    )
+    subcommands = state.add_subparsers(dest="state_command", metavar="SUBCOMMAND", required=True)
+
+    def sub(name: str, summary: str) -> argparse.ArgumentParser:
+        parser = subcommands.add_parser(name, help=summary, description=summary)
+        _add_globals(parser, suppress=True)
+        parser.add_argument("--format", choices=["text", "json"], default="text")
+        _add_sandbox(parser)
+        return parser
+
+    sub("list", "Recorded deployments: name, project, deployment, ownership, last action.")
+    sub("show", "Everything recorded about one deployment.").add_argument("name", metavar="NAME")
+    history = sub("history", "Actions and their outcomes, oldest first (of NAME, if given).")
+    history.add_argument("name", metavar="NAME", nargs="?")
+    history.add_argument(
+        "--limit", type=_positive_int, default=50, metavar="N", help="the last N (default 50)"
+    )
+    sub(
+        "forget", "Drop a record: the deployment keeps running, and is no longer managed."
+    ).add_argument("name", metavar="NAME")
+    sub(
+        "unlock",
+        "Free the apply lock of a runner that died or lost its network: shows the holder, "
+        "refuses while it is alive (unless --force), checks the lock is free afterwards.",
+    ).add_argument("--force", action="store_true", help="free it even if the holder looks alive")
+    copy = sub("copy", "Copy records, open intents, history and applied plans to another state.")
+    copy.add_argument(
+        "--to", required=True, metavar="URL|PATH", help="the target: postgresql:// or a file"
+    )
+    copy.add_argument(
+        "--to-workspace",
+        metavar="NAME",
+        help="the target workspace for a copy between PostgreSQL states (default: --workspace)",
+    )
+    copy.add_argument(
+        "--force", action="store_true", help="replace what the target workspace already holds"
     )
 
 
@@ -164,7 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
         "  reconciler plan --detailed-exitcode   # 0 no changes, 1 error, 2 changes\n",
     )
     _add_paths(plan)
-    plan.add_argument("--format", choices=["text", "json"], default="text")
+    plan.add_argument(
+        "--format",
+        choices=["text", "json", "markdown"],
+        default="text",
+        help="markdown: for a pull-request comment or a CI job summary",
+    )
     plan.add_argument("--out", metavar="FILE", help="save the plan for `apply --plan FILE`")
     plan.add_argument(
         "--detailed-exitcode",
@@ -237,6 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. a brokerage login) or is still starting after SECONDS fails the apply "
         "(default 120; 0 skips)",
     )
+    apply.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="json: only the outcomes, as JSON, on stdout (the plan and progress on stderr)",
+    )
+    _add_notify(apply)
     _add_sandbox(apply)
 
     status = command(
@@ -265,21 +365,48 @@ def build_parser() -> argparse.ArgumentParser:
         "while any manifest file is invalid (default: report them as pending)",
     )
     watch.add_argument(
+        "--listen",
+        type=_listen,
+        metavar="HOST:PORT",
+        help="serve /healthz and Prometheus /metrics on HOST:PORT (a bare PORT means "
+        "127.0.0.1:PORT; 0.0.0.0:PORT for every interface, [::1]:PORT for IPv6)",
+    )
+    watch.add_argument(
         "--metrics-port",
-        type=_port,
+        dest="listen",
+        type=_loopback_port,
         metavar="PORT",
-        help="serve /healthz and Prometheus /metrics on 127.0.0.1:PORT",
+        help="the same as --listen 127.0.0.1:PORT",
+    )
+    _add_notify(watch)
+    watch.add_argument(
+        "--lease",
+        type=_positive_float,
+        default=os.environ.get("RECONCILER_LEASE") or "10",  # a string: checked by `type`
+        metavar="SECONDS",
+        help="with a PostgreSQL state: the leader's lease; daemons on one workspace elect one "
+        "leader, the others stand by and take over within twice the lease (env "
+        "RECONCILER_LEASE; default 10)",
     )
     watch.add_argument("--log-format", choices=["text", "json"], default="text")
     _add_sandbox(watch)
+
+    _add_state_command(command)
 
     emulator = command(
         "emulator",
         "Serve a local QuantConnect API v2 emulator (for rehearsals, tests, benchmarks).",
         "It accepts exactly QC_USER_ID / QC_API_TOKEN when both are set, otherwise it\n"
         "generates a pair and prints them. Stop it with Ctrl-C (exit 0).\n\n"
-        "example:\n"
-        "  reconciler emulator --port 8765 --seed seed.yaml --data .emulator/\n",
+        "examples:\n"
+        "  reconciler emulator --port 8765 --seed seed.yaml --data .emulator/\n\n"
+        "  # rehearse day 2 in the sandbox: change its world, then run apply --sandbox\n"
+        '  reconciler emulator --sandbox --admin \'live/end:{"projectId": 1001, '
+        '"status": "Stopped"}\'\n'
+        "  reconciler emulator --sandbox --admin 'live/kill:{\"projectId\": 1001}'\n"
+        "  reconciler emulator --sandbox --admin 'projects/touch:{\"projectId\": 1001}'\n"
+        "  reconciler emulator --sandbox --admin "
+        '\'projects/update:{"projectId": 1001, "failLogin": true}\'\n',
     )
     emulator.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     emulator.add_argument("--port", type=_port, default=0, help="port (default 0: any free one)")
@@ -307,6 +434,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="inject a fault, e.g. 'live/create:latency=0.05' or "
         "'live/create:fail=2,status=500' or 'live/create:drop=1' (repeatable)",
+    )
+    emulator.add_argument(
+        "--admin",
+        action="append",
+        default=[],
+        metavar="ACTION:JSON",
+        help="do an admin action on the persisted world (--data DIR or --sandbox) and exit "
+        "without serving: live/end, live/kill, projects/touch, projects/update, seed "
+        "(repeatable)",
+    )
+    emulator.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="with --admin: change the world of `--sandbox` runs (.reconciler/sandbox/)",
     )
     return parser
 

@@ -557,3 +557,70 @@ class QuantConnectClient:
 
     def liquidate_live(self, project_id: int) -> None:
         self._post("live/update/liquidate", {"projectId": project_id}, idempotent=False)
+
+
+# ---- notification receivers (`--notify URL`) -----------------------------------------
+
+SLACK_WEBHOOK_HOST = "hooks.slack.com"
+
+
+def url_origin(url: str) -> str:
+    """`scheme://host[:port]`: what may be shown of a receiver's URL (a webhook's path is
+    often its credential, as Slack's are)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def resolve_webhook_url(url: str) -> str:
+    """A notification receiver's URL; plain http:// is refused except to loopback, as for
+    the API (events name live deployments; the URL often carries a token)."""
+    chosen = url.strip()
+    parts = urlsplit(chosen)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(
+            f"invalid notification URL {url_origin(chosen)!r}: expected https://host/path"
+        )
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ConfigError(
+            f"refusing plain http:// to {parts.hostname} for notifications: use https:// "
+            "(http is allowed only for loopback)"
+        )
+    return chosen
+
+
+def is_slack_webhook(url: str) -> bool:
+    return (urlsplit(url).hostname or "").lower() == SLACK_WEBHOOK_HOST
+
+
+class WebhookSender:
+    """POSTs JSON to notification receivers: one connection pool, a timeout on every
+    request, no redirects (one could carry an event elsewhere), no retries (the caller's
+    policy). Errors name the receiver by its origin only."""
+
+    def __init__(self, timeout: float = 5.0, transport: httpx.BaseTransport | None = None) -> None:
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            transport=transport,
+            headers={"User-Agent": f"qc-live-reconciler/{__version__}"},
+        )
+
+    def __enter__(self) -> WebhookSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def post_json(self, url: str, body: Mapping[str, Any]) -> None:
+        try:
+            response = self._client.post(url, json=dict(body))
+        except httpx.HTTPError as error:
+            raise TransportError(f"{url_origin(url)}: {type(error).__name__}") from None
+        if not 200 <= response.status_code < 300:
+            raise ApiError(
+                f"{url_origin(url)} answered HTTP {response.status_code}",
+                status_code=response.status_code,
+            )

@@ -38,6 +38,10 @@ class StateLockedError(StateError):
     """Another reconciler holds the state lock."""
 
 
+class StateFencedError(StateError):
+    """A daemon's write refused: its leadership epoch has passed (another daemon leads)."""
+
+
 class StalePlanError(ReconcilerError):
     """A saved plan no longer matches the manifests, recorded state or live state."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -56,12 +58,35 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.notification_failures = Counter(
+            "reconciler_notification_failures",
+            "Notifications (one event to one --notify receiver) not delivered: error (every "
+            "attempt failed) or dropped (queue full, or shutting down)",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("error", "dropped"):
+            self.notification_failures.labels(reason)
         self.last_success = Gauge(
             "reconciler_last_success_timestamp_seconds",
             "Unix time of the last reconcile loop that completed without error",
             registry=r,
         )
+        self.leader = Gauge(
+            "reconciler_leader",
+            "1 while this daemon leads its workspace and acts, 0 while it stands by "
+            "(always 1 with a SQLite state)",
+            registry=r,
+        )
+        self.role = "standby"  # "leader" | "standby", shown by /healthz
         self.last_loop = time.monotonic()
+
+    def set_role(self, role: str) -> None:
+        self.role = role
+        self.leader.set(1 if role == "leader" else 0)
+
+    def notification_failed(self, reason: str, message: str) -> None:
+        self.notification_failures.labels(reason).inc()
 
     def observe_api(self, endpoint: str, status: str, seconds: float) -> None:
         self.api_seconds.labels(endpoint, status).observe(seconds)
@@ -70,8 +95,14 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 class MetricsServer:
-    """/healthz (200 while reconcile loops are recent, else 503) and /metrics, on loopback."""
+    """/healthz (200 while reconcile loops are recent, else 503; JSON with the daemon's
+    role, leader or standby) and /metrics, on `host`
+    (loopback unless told otherwise: `watch --listen 0.0.0.0:PORT` in a container)."""
 
     def __init__(
         self, metrics: Metrics, port: int, max_age: float, host: str = "127.0.0.1"
@@ -83,10 +114,17 @@ class MetricsServer:
                 if self.path == "/metrics":
                     self._send(200, metrics.exposition(), CONTENT_TYPE_LATEST)
                 elif self.path == "/healthz":
+                    # A standby is healthy too: alive, and ready to take over.
                     age = time.monotonic() - metrics.last_loop
                     healthy = age <= outer.max_age
-                    body = f"{'ok' if healthy else 'stale'}: last reconcile {age:.0f}s ago\n"
-                    self._send(200 if healthy else 503, body.encode(), "text/plain")
+                    body = json.dumps(
+                        {
+                            "status": "ok" if healthy else "stale",
+                            "role": metrics.role,
+                            "lastLoopSecondsAgo": round(age, 1),
+                        }
+                    )
+                    self._send(200 if healthy else 503, body.encode(), "application/json")
                 else:
                     self._send(404, b"not found\n", "text/plain")
 
@@ -101,8 +139,10 @@ class MetricsServer:
                 return
 
         self.max_age = max_age
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+        self._server = server_class((host, port), Handler)
         self._server.daemon_threads = True
+        self.host = host
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="metrics", daemon=True

@@ -381,6 +381,8 @@ class Action:
 @dataclass(frozen=True)
 class Plan:
     actions: tuple[Action, ...]
+    # One line each for what concerns the whole plan (an interlock that refused prunes).
+    notes: tuple[str, ...] = ()
 
     def summary(self) -> dict[str, int]:
         counts = dict.fromkeys(ACTION_KINDS, 0)

@@ -348,36 +348,49 @@ def _removed(
 
 def _interlocked(
     actions: list[Action], desired_count: int, recorded: Mapping[str, Record], max_prunes: int
-) -> list[Action]:
-    """Refuse every prune (and release) of the plan when an interlock trips."""
+) -> tuple[list[Action], str | None]:
+    """Refuse every prune (and release) of the plan when an interlock trips.
+
+    Returns the actions and the interlock's one-line reason (None when none tripped).
+    """
     stopping = [a for a in actions if a.action == "prune" and a.deploy_id]
     why = None
     if desired_count == 0 and any(r.owned and r.deploy_id for r in recorded.values()):
         owned = sum(1 for a in actions if a.action in ("prune", "blocked") and a.deploy_id)
         why = (
-            "prune refused: no manifests were found, and a wrong path must not stop "
-            f"everything ({owned} deployment(s) created by this reconciler run); nothing "
-            "will be stopped"
+            f"prune refused: no manifests were found while {owned} deployment(s) created by "
+            "this reconciler run; a wrong path must not stop everything. Nothing will be "
+            "stopped."
         )
     elif len(stopping) > max_prunes:
         why = (
-            f"prune refused: {len(stopping)} prunes exceed --max-prunes {max_prunes}; "
-            "nothing will be stopped (raise --max-prunes if this is intended)"
+            f"prune refused: {len(stopping)} prunes exceed --max-prunes {max_prunes}. Nothing "
+            "will be stopped; raise --max-prunes if this is intended."
         )
     if why is None:
-        return actions
+        return actions, None
     out = []
     for action in actions:
         if action.action == "prune":
             action = Action(
-                "blocked", action.name, action.project_id, why, action.spec_hash, action.deploy_id
+                "blocked",
+                action.name,
+                action.project_id,
+                "prune refused by an interlock (below)",
+                action.spec_hash,
+                action.deploy_id,
             )
         elif action.release and desired_count == 0:
             action = Action(
-                "unmanaged", action.name, action.project_id, why, None, action.deploy_id
+                "unmanaged",
+                action.name,
+                action.project_id,
+                "record kept: prune refused by an interlock (below)",
+                None,
+                action.deploy_id,
             )
         out.append(action)
-    return out
+    return out, why
 
 
 def plan(
@@ -424,10 +437,10 @@ def plan(
     names = {d.name for d in wanted}
     claimed = {d.project_id for d in wanted}
     leftovers = _removed(recorded, names, claimed, active)
-    actions = _interlocked(actions + leftovers, len(wanted), recorded, max_prunes)
+    actions, interlock = _interlocked(actions + leftovers, len(wanted), recorded, max_prunes)
     if nodes is not None:
         actions = _preflight(actions, {d.name: d for d in wanted}, nodes, pruning)
-    return Plan(tuple(actions))
+    return Plan(tuple(actions), (interlock,) if interlock else ())
 
 
 STARTING = frozenset({"create", "replace", "restart"})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -81,13 +83,17 @@ def plan_text(plan: Plan) -> str:
         lines.extend(f"        {change_line(change)}" for change in action.changes)
     if not plan.has_changes and not plan.refused:
         body = "\n".join([*lines, ""]) if lines else ""
-        return (
-            body + "No changes. Live deployments match the manifests.\n" + plan_summary_line(plan)
+        drifted = len(plan.of_kind("drift"))
+        verdict = (
+            f"No changes. {drifted} not running, left as its restart policy says (above)."
+            if drifted
+            else "No changes. Live deployments match the manifests."
         )
+        return body + verdict + "\n" + plan_summary_line(plan)
     header = "The reconciler will perform the following actions:\n\n"
-    footer = ""
+    footer = "".join(f"\n{note}" for note in plan.notes)
     if plan.of_kind("prune"):
-        footer = "\nPrunes are carried out only by `reconciler apply --prune`."
+        footer += "\nPrunes are carried out only by `reconciler apply --prune`."
     return header + "\n".join(lines) + "\n\n" + plan_summary_line(plan) + footer
 
 
@@ -97,6 +103,8 @@ def plan_json(plan: Plan, extra: Mapping[str, Any] | None = None) -> dict[str, A
         "actions": [action.to_json() for action in plan.actions],
         "summary": plan.summary(),
     }
+    if plan.notes:
+        document["notes"] = list(plan.notes)
     if extra:
         document.update(extra)
     return document
@@ -104,6 +112,121 @@ def plan_json(plan: Plan, extra: Mapping[str, Any] | None = None) -> dict[str, A
 
 def dumps(document: Any) -> str:
     return json.dumps(document, indent=2, sort_keys=False)
+
+
+# ---- markdown: the plan as a pull-request comment ---------------------------------------
+
+# GitHub refuses a comment longer than 65,536 characters; the default leaves room for a
+# heading or a link the workflow puts around the plan.
+MARKDOWN_LIMIT = 60_000
+# First line of every markdown plan: lets a CI script find its own comment to update it.
+MARKDOWN_MARKER = "<!-- qc-live-reconciler plan -->"
+_CELL_LIMIT = 1_000  # one reason or one change line: an API message can be long
+# Actions that need a reader first, so a truncated plan still shows them (DESIGN §13).
+_READER_ORDER = {
+    kind: rank
+    for rank, kind in enumerate(
+        (
+            "blocked", "conflict", "replace", "prune", "restart", "drift",
+            "create", "unmanaged", "noop",
+        )
+    )
+}  # fmt: skip
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+_MENTION = re.compile(r"@(?=\w)")
+
+
+def md_cell(text: str, limit: int = _CELL_LIMIT) -> str:
+    """User text made inert for GitHub markdown, table cells included: no markup, no HTML,
+    no @mention that would notify someone, no line break that would end the row."""
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    text = html.escape(text, quote=False)
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    text = _MENTION.sub("@\u2060", text)  # a word joiner: GitHub links no mention
+    return _NEWLINES.sub("<br>", text)
+
+
+def _md_code(lines: Sequence[str]) -> str:
+    """A fenced block that no backtick run in `lines` can close early."""
+    longest = max((len(run) for line in lines for run in re.findall(r"`+", line)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return "\n".join([fence, *lines, fence])
+
+
+def _shown_in_plan(action: Action) -> bool:
+    return not (action.action == "noop" and not action.adopt and action.reason == "in sync")
+
+
+def _md_row(action: Action) -> str:
+    subject = action.name or f"(no manifest) {action.deploy_id}"
+    verb = f"`{_SYMBOLS[action.action]} {_verb(action)}`"
+    return f"| {verb} | {md_cell(subject)} | {action.project_id} | {md_cell(action.reason)} |"
+
+
+def _md_changes(action: Action) -> str:
+    if action.action != "replace" or not action.changes:
+        return ""
+    lines = [change_line(change)[:_CELL_LIMIT] for change in action.changes]
+    title = f"**{md_cell(action.name or '')}** (project {action.project_id})"
+    return f"{title}\n\n{_md_code(lines)}\n"
+
+
+def plan_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
+    """The plan for a pull-request comment or a job summary: the summary line, a table of
+    the actions, each replace's field changes (secrets are already references).
+
+    At most `limit` characters: past it, the actions that need a reader (blocked,
+    conflict, replace, prune, restart, drift) are kept before creates and the rest, and a
+    note says how many were left out.
+    """
+    actions = sorted(
+        (a for a in plan.actions if _shown_in_plan(a)), key=lambda a: _READER_ORDER[a.action]
+    )
+    head = [MARKDOWN_MARKER, f"**{plan_summary_line(plan)}**", ""]
+    if not plan.has_changes and not plan.refused:
+        drifted = len(plan.of_kind("drift"))
+        head += [
+            f"No changes. {drifted} not running, left as its restart policy says."
+            if drifted
+            else "No changes. Live deployments match the manifests.",
+            "",
+        ]
+    tail = [md_cell(note) for note in plan.notes]
+    if plan.of_kind("prune"):
+        tail.append("Prunes are carried out only by `reconciler apply --prune`.")
+    table_head = ["| action | name | project | reason |", "|---|---|---|---|"]
+    budget = limit - sum(len(line) + 1 for line in head + table_head + tail) - 400  # the note
+    rows: list[str] = []
+    changes: list[str] = []
+    for action in actions:
+        row, change = _md_row(action), _md_changes(action)
+        cost = len(row) + 1 + (len(change) + 1 if change else 0)
+        if cost > budget:
+            break
+        budget -= cost
+        rows.append(row)
+        if change:
+            changes.append(change)
+    lines = list(head)
+    if rows:
+        lines += [*table_head, *rows, ""]
+    if changes:
+        lines += ["Changes, field by field:", "", *changes]
+    left = actions[len(rows) :]
+    if left:
+        kinds: dict[str, int] = {}
+        for action in left:
+            kinds[_verb(action)] = kinds.get(_verb(action), 0) + 1
+        detail = ", ".join(f"{n:,} {verb}" for verb, n in kinds.items())
+        lines += [
+            f"> **{len(left):,} of {len(actions):,} actions not shown** ({detail}) to stay "
+            "under GitHub's comment size limit; `reconciler plan` prints them all.",
+            "",
+        ]
+    lines += tail
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -126,8 +249,20 @@ def outcome_line(outcome: Outcome) -> str:
     return text
 
 
-def outcomes_text(outcomes: Sequence[Outcome]) -> str:
+def _outcome_rows(outcomes: Sequence[Outcome]) -> list[Outcome]:
+    """The rows of the outcome table (text, JSON, markdown): all but the in-sync ones."""
     shown = [o for o in outcomes if o.result != "in sync"]
+    return sorted(shown, key=lambda o: (o.name or "~", o.project_id))
+
+
+def _result_counts(outcomes: Sequence[Outcome]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.result] = counts.get(o.result, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def outcomes_text(outcomes: Sequence[Outcome]) -> str:
     rows = [
         (
             o.name or "-",
@@ -137,12 +272,10 @@ def outcomes_text(outcomes: Sequence[Outcome]) -> str:
             o.deploy_id or "-",
             o.detail,
         )
-        for o in sorted(shown, key=lambda o: (o.name or "~", o.project_id))
+        for o in _outcome_rows(outcomes)
     ]
-    counts: dict[str, int] = {}
-    for o in outcomes:
-        counts[o.result] = counts.get(o.result, 0) + 1
-    summary = ", ".join(f"{n} {result}" for result, n in sorted(counts.items()))
+    counts = _result_counts(outcomes)
+    summary = ", ".join(f"{n} {result}" for result, n in counts.items())
     failed = sum(1 for o in outcomes if o.failed)
     verdict = "Apply failed" if failed else "Apply complete"
     table = _table(("NAME", "PROJECT", "ACTION", "RESULT", "DEPLOY ID", "DETAIL"), rows)
@@ -150,6 +283,39 @@ def outcomes_text(outcomes: Sequence[Outcome]) -> str:
     if counts.get("pending"):
         text += f"\n{counts['pending']} prune(s) pending: run `reconciler apply --prune`."
     return text
+
+
+OUTCOMES_FORMAT_VERSION = 1
+
+
+def outcomes_json(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    """`apply --format json`: the rows of the text table, and counts by result."""
+    return {
+        "version": OUTCOMES_FORMAT_VERSION,
+        "outcomes": [o.to_json() for o in _outcome_rows(outcomes)],
+        "summary": {
+            "total": len(outcomes),
+            "failed": sum(1 for o in outcomes if o.failed),
+            "results": _result_counts(outcomes),
+        },
+    }
+
+
+def outcomes_markdown(document: Mapping[str, Any]) -> str:
+    """The outcome table for a CI job summary, from `outcomes_json`'s document."""
+    summary = document["summary"]
+    counts = ", ".join(f"{n} {result}" for result, n in summary["results"].items())
+    verdict = "Apply failed" if summary["failed"] else "Apply complete"
+    lines = [f"**{verdict}: {counts or 'nothing to do'}.**", ""]
+    if document["outcomes"]:
+        lines += ["| name | project | action | result | deploy id | detail |", "|---" * 6 + "|"]
+        lines += [
+            f"| {md_cell(o['name'] or '-')} | {o['projectId']} | {md_cell(o['action'])} "
+            f"| {md_cell(o['result'])} | {md_cell(o['deployId'] or '-')} "
+            f"| {md_cell(o['detail'] or '')} |"
+            for o in document["outcomes"]
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def when(timestamp: float | None) -> str:

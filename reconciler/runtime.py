@@ -11,13 +11,19 @@ from dataclasses import dataclass
 from reconciler.client import Credentials, Observer, QuantConnectClient, resolve_api_url
 from reconciler.engine import Engine, EngineOptions, load_desired
 from reconciler.model import Deployment, LiveDeployment
-from reconciler.state import SqliteStateStore, manifest_cache_path, open_store, state_path
+from reconciler.state import (
+    StateStore,
+    manifest_cache_path,
+    open_store,
+    state_path,
+    workspace_name,
+)
 
 
 @dataclass
 class Runtime:
     client: QuantConnectClient
-    store: SqliteStateStore
+    store: StateStore
     engine: Engine
     sandbox: bool
     api_url: str
@@ -42,6 +48,11 @@ def state_location(args: argparse.Namespace) -> str:
 
         return str(SANDBOX_DIR / "state.db")
     return state_path(None)
+
+
+def workspace_of(args: argparse.Namespace) -> str:
+    """`--workspace`, else RECONCILER_WORKSPACE, else `default` (a SQLite file holds one)."""
+    return workspace_name(getattr(args, "workspace", None))
 
 
 class LivePrefetch:
@@ -77,7 +88,8 @@ class LivePrefetch:
 
 def load_desired_for(args: argparse.Namespace, paths: Sequence[str]) -> list[Deployment]:
     """The validated manifests, unchanged files answered from the cache beside the state."""
-    return load_desired(paths, cache_path=manifest_cache_path(state_location(args)))
+    cache = manifest_cache_path(state_location(args), workspace_of(args))
+    return load_desired(paths, cache_path=cache)
 
 
 @contextlib.contextmanager
@@ -100,7 +112,7 @@ def connect(
         else:
             api_url = resolve_api_url(args.api_url)
             credentials = Credentials.from_env()
-        store = open_store(state_location(args))
+        store = open_store(state_location(args), workspace_of(args))
         stack.callback(store.close)
         client = stack.enter_context(
             QuantConnectClient(

@@ -23,7 +23,7 @@ from reconciler.model import Deployment
 SANDBOX_DIR = Path(".reconciler/sandbox")
 
 
-def _credentials(directory: Path) -> Credentials:
+def sandbox_credentials(directory: Path = SANDBOX_DIR) -> Credentials:
     path = directory / "credentials.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -51,7 +51,7 @@ class Sandbox:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise ConfigError(f"cannot create sandbox directory {directory}: {error}") from None
-        self.credentials = _credentials(directory)
+        self.credentials = sandbox_credentials(directory)
         self._emulator = Emulator(
             user_id=self.credentials.user_id,
             token=self.credentials.token,

@@ -7,12 +7,12 @@ before the API call that needs them and never stored, logged, planned or printed
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from reconciler.errors import SecretError
-from reconciler.model import SecretRef
+from reconciler.model import Deployment, SecretRef
 
 MAX_SECRET_FILE_BYTES = 64 * 1024
 
@@ -67,3 +67,36 @@ def refs(value: Any) -> list[SecretRef]:
     if isinstance(value, list):
         return [ref for item in value for ref in refs(item)]
     return []
+
+
+# ---- keeping values out of output ----------------------------------------------------
+
+MASK = "[redacted]"
+
+
+def referenced(deployments: Iterable[Deployment]) -> frozenset[SecretRef]:
+    """Every secret reference of these deployments."""
+    return frozenset(
+        ref for d in deployments for ref in refs([d.brokerage, d.data_providers or {}])
+    )
+
+
+def known_values(references: Iterable[SecretRef]) -> list[str]:
+    """The values of the references that resolve here (and the API token), longest first:
+    what `mask` hides. An API message may echo a value back (a failed brokerage login)."""
+    values = set()
+    for ref in references:
+        try:
+            values.add(resolve_ref(ref))
+        except SecretError:
+            continue  # not resolvable here: not sent either, so not echoed
+    token = os.environ.get("QC_API_TOKEN", "").strip()
+    if token:
+        values.add(token)
+    return sorted((v for v in values if v), key=len, reverse=True)
+
+
+def mask(text: str, values: Sequence[str]) -> str:
+    for value in values:
+        text = text.replace(value, MASK)
+    return text

@@ -36,7 +36,9 @@ import watchfiles
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.metrics import Metrics
 from reconciler.model import Action, Deployment, Outcome, Plan
+from reconciler.notify import Notifier, action_event, outcome_event
 from reconciler.runtime import Runtime
+from reconciler.state import Leadership, SoleLeader
 
 log = logging.getLogger("reconciler.watch")
 
@@ -214,9 +216,14 @@ class Daemon:
         stop: threading.Event,
         *,
         prune: bool = False,
+        notifier: Notifier | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self.rt = runtime
+        # With a PostgreSQL state several daemons share a workspace and one leads.
+        self.leadership = leadership or SoleLeader()
         self.prune = prune
+        self.notifier = notifier or Notifier([])
         self.tracker = tracker
         self.metrics = metrics
         self.resync = resync
@@ -253,6 +260,7 @@ class Daemon:
         refresh = self.tracker.refresh(reread_all)
         self._report_files(refresh)
         desired = refresh.desired
+        self.notifier.watch_secrets(desired)
         self.metrics.manifests.set(len(desired))
         self.rt.prepare(desired)
         live = self.rt.engine.fetch_live()
@@ -274,17 +282,18 @@ class Daemon:
             acting = [a for a in plan.actions if a.action in ACTING or a.adopt or a.release]
             outcomes = (
                 self.rt.engine.apply(
-                    Plan(tuple(acting)), desired, prune=prune_ok, should_stop=self.stop.is_set
+                    Plan(tuple(acting)), desired, prune=prune_ok, should_stop=self._should_stop
                 )
                 if acting
                 else []
             )
-            outcomes = self.rt.engine.await_health(outcomes, HEALTH_WAIT, self.stop.is_set)
+            outcomes = self.rt.engine.await_health(outcomes, HEALTH_WAIT, self._should_stop)
         now = time.monotonic()
         by_name = {a.name: a for a in acting}
         for outcome in outcomes:
             self.metrics.actions.labels(outcome.action, outcome.result).inc()
             action = by_name.get(outcome.name)
+            self.notifier.send(outcome_event(outcome, action))
             if action is not None and action.action in ("create", "replace", "restart"):
                 self.gate.record(action.name or "", outcome, now)
             level = logging.ERROR if outcome.failed else logging.INFO
@@ -382,6 +391,8 @@ class Daemon:
         if key in self._reported:
             return
         self._reported.add(key)
+        if event in ("drift", "blocked", "conflict"):
+            self.notifier.send(action_event(event, action))
         log.log(
             level,
             "%s %s: %s",
@@ -430,10 +441,35 @@ class Daemon:
                 extra={"event": "watch_failed"},
             )
 
+    def _should_stop(self) -> bool:
+        """Asked before each call is sent: shutting down, or no longer the leader."""
+        return self.stop.is_set() or not self.leadership.may_act()
+
+    def on_role(self, role: str) -> None:
+        """The leadership changed hands (called from its thread)."""
+        self.metrics.set_role(role)
+        log.info(
+            "%s",
+            "leading: this daemon acts" if role == "leader" else "standing by: another leads",
+            extra={"event": role},
+        )
+        self.wake.set()
+
+    def _lead(self) -> bool:
+        """Stand by (alive and ready) while another daemon leads; True once this one may
+        act, False when asked to stop."""
+        while not self.leadership.may_act():
+            if self.stop.is_set():
+                return False
+            self.metrics.last_loop = time.monotonic()
+            self.wake.wait(timeout=0.25)
+            self.wake.clear()
+        return not self.stop.is_set()
+
     def run(self) -> None:
         watcher = threading.Thread(target=self._watch_files, name="watchfiles", daemon=True)
         watcher.start()
-        ok = self.reconcile()
+        ok = self._lead() and self.reconcile()
         next_resync = time.monotonic() + self.resync
         while not self.stop.is_set():
             if ok:
@@ -451,7 +487,7 @@ class Daemon:
                     break
                 self.wake.wait(timeout=remaining)
                 self.wake.clear()
-            if self.stop.is_set():
+            if self.stop.is_set() or not self._lead():
                 break
             reread = self.reread.is_set()
             self.reread.clear()

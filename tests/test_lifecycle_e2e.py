@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.emulator import Emulator
-from tests.test_apply_e2e import node_for
-from tests.test_day2_e2e import World, assert_safe, running_ids, stops
+from tests.test_apply_e2e import SECRET, node_for
+from tests.test_day2_e2e import World, assert_safe, doc, running_ids, stops
 from tests.test_watch import Daemon, daemons, running, wait_for
 from tests.test_watch_day2 import settle
 
@@ -205,3 +205,25 @@ def test_daemon_respects_a_persons_stop_and_restarts_a_crash(
     assert daemon.metric('reconciler_drift_total{kind="stopped"}') == 1
     assert daemon.metric('reconciler_drift_total{kind="failed"}') == 1
     assert stops(emulator) == []
+
+
+def test_a_secret_the_api_echoes_back_is_never_stored_or_shown(
+    world: World, emulator: Emulator
+) -> None:
+    ib = (
+        "{id: Interactive, user: jdoe, account: DU1, password: {fromEnv: IB_PASSWORD}, "
+        'environment: live, weeklyRestartUtcTime: "22:00:00"}'
+    )
+    emulator.add_project(301)
+    emulator.add_node(node_for(301))
+    compile_id = emulator.add_compile(301)
+    (world.root / "d301.yaml").write_text(doc("d301", 301, compile_id, brokerage=ib))
+    emulator.update_project(301, fail_login=f"password {SECRET} was rejected")
+    result = world.apply(expect=1)
+    assert "Brokerage login failed: password [redacted] was rejected" in result.stdout
+    history = world.run("status", "--format", "json")
+    files = [p for p in world.tmp_path.rglob("*") if p.is_file() and p.suffix != ".yaml"]
+    for blob in [result.stdout.encode(), result.stderr.encode(), history.stdout.encode()] + [
+        p.read_bytes() for p in files
+    ]:
+        assert SECRET.encode() not in blob

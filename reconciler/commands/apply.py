@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
-from reconciler import render
+from reconciler import notify, render, secrets
 from reconciler.engine import Engine
 from reconciler.errors import ConfigError, StalePlanError
 from reconciler.model import Deployment, Outcome
@@ -60,6 +63,13 @@ def _progress(outcome: Outcome, done: int, total: int) -> None:
     print(f"[{done}/{total}] {render.outcome_line(outcome)}", flush=True)
 
 
+def _shown(outcome: Outcome, values: Sequence[str]) -> Outcome:
+    """An API message may echo a secret back (a failed brokerage login): masked."""
+    if not values or not outcome.detail:
+        return outcome
+    return dataclasses.replace(outcome, detail=secrets.mask(outcome.detail, values))
+
+
 def _check_flags(args: argparse.Namespace, desired: list[Deployment]) -> None:
     if args.plan and (args.replace or args.restart or args.max_prunes != DEFAULT_MAX_PRUNES):
         raise ConfigError(
@@ -73,7 +83,9 @@ def _check_flags(args: argparse.Namespace, desired: list[Deployment]) -> None:
             raise ConfigError(f"{flag} {', '.join(unknown)}: no manifest has that name")
 
 
-def _await_health(engine: Engine, outcomes: list[Outcome], wait: float) -> list[Outcome]:
+def _await_health(
+    engine: Engine, outcomes: list[Outcome], wait: float, values: Sequence[str]
+) -> list[Outcome]:
     started = [o for o in outcomes if o.result in ("created", "replaced", "restarted")]
     if not started or wait <= 0:
         return outcomes
@@ -85,16 +97,40 @@ def _await_health(engine: Engine, outcomes: list[Outcome], wait: float) -> list[
     checked = engine.await_health(outcomes, wait)
     for outcome in checked:
         if outcome.failed and outcome not in outcomes:
-            print(f"  {render.outcome_line(outcome)}", flush=True)
+            print(f"  {render.outcome_line(_shown(outcome, values))}", flush=True)
     return checked
 
 
 def run(args: argparse.Namespace) -> int:
+    """With `--format json` only the outcomes go to stdout; all else goes to stderr."""
+    notifier = notify.Notifier(notify.targets(args.notify))
+    stdout = sys.stdout
+    done: list[Outcome] = []
+    to_stderr = args.format == "json"
+    try:
+        with contextlib.redirect_stdout(sys.stderr) if to_stderr else contextlib.nullcontext():
+            code = _apply(args, notifier, done)
+    finally:
+        # A slow or failing receiver costs at most about a second here, never the apply.
+        undelivered = notifier.close(wait=1.0)
+        if undelivered:
+            print(
+                f"warning: {undelivered} notification(s) not delivered ({notifier.last_error})",
+                file=sys.stderr,
+            )
+    if to_stderr:
+        print(render.dumps(render.outcomes_json(done)), file=stdout)
+    return code
+
+
+def _apply(args: argparse.Namespace, notifier: notify.Notifier, done: list[Outcome]) -> int:
     saved = read_plan_file(args.plan) if args.plan else None
     paths = [str(p) for p in saved["paths"]] if saved else args.paths
     if saved and saved.get("sandbox") and not args.sandbox:
         raise ConfigError(f"{args.plan} was made with --sandbox; apply it with --sandbox")
     desired = load_desired_for(args, paths)
+    notifier.watch_secrets(desired)
+    values = secrets.known_values(secrets.referenced(desired))
     _check_flags(args, desired)
     with connect(args, desired, concurrency=args.concurrency) as rt:
         if saved and not saved.get("sandbox") and saved.get("apiUrl") != rt.api_url:
@@ -104,7 +140,9 @@ def run(args: argparse.Namespace) -> int:
         with rt.store.lock():
             live = rt.engine.fetch_live()
             for outcome in rt.engine.resolve_open_intents(live):
-                print(f"resolved an interrupted create: {render.outcome_line(outcome)}")
+                shown = render.outcome_line(_shown(outcome, values))
+                print(f"resolved an interrupted create: {shown}")
+                notifier.send(notify.outcome_event(outcome))
             plan, fingerprints = rt.engine.make_plan(
                 desired,
                 live,
@@ -138,8 +176,18 @@ def run(args: argparse.Namespace) -> int:
                 return 1
             if acting:
                 print(flush=True)
-            outcomes = rt.engine.apply(plan, desired, prune=args.prune, progress=_progress)
-            outcomes = _await_health(rt.engine, outcomes, args.wait)
+            outcomes = rt.engine.apply(
+                plan,
+                desired,
+                prune=args.prune,
+                progress=lambda o, n, total: _progress(_shown(o, values), n, total),
+            )
+            outcomes = _await_health(rt.engine, outcomes, args.wait, values)
+    outcomes = [_shown(o, values) for o in outcomes]
+    done.extend(outcomes)
+    notifier.send_outcomes(outcomes, plan)
     print()
     print(render.outcomes_text(outcomes))
+    for note in plan.notes:
+        print(note)
     return 1 if any(o.failed for o in outcomes) else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -23,7 +24,50 @@ def _credentials() -> tuple[str | None, str | None]:
     return user_id or None, token or None
 
 
+def _admin(args: argparse.Namespace) -> int:
+    """`--admin ACTION:JSON`: change a persisted world (the sandbox's, or --data DIR) and
+    exit, so the sandbox can rehearse a person's stop, a crash or new code."""
+    if args.sandbox:
+        from reconciler.sandbox import SANDBOX_DIR, sandbox_credentials
+
+        credentials = sandbox_credentials(SANDBOX_DIR)
+        user_id: str | None = credentials.user_id
+        token: str | None = credentials.token
+        data_dir = str(SANDBOX_DIR / "emulator")
+    elif args.data:
+        user_id, token = _credentials()
+        data_dir = args.data
+    else:
+        raise ConfigError("--admin changes a persisted world: add --sandbox or --data DIR")
+    actions = []
+    for spec in args.admin:
+        action, _, text = spec.partition(":")
+        try:
+            body = json.loads(text) if text.strip() else {}
+        except ValueError:
+            raise ConfigError(f"--admin {spec!r}: the body after ':' is not JSON") from None
+        if not isinstance(body, dict):
+            raise ConfigError(f"--admin {spec!r}: the body must be a JSON object")
+        actions.append((action, body))
+    try:
+        emulator = Emulator(user_id=user_id, token=token, data_dir=data_dir)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    for action, body in actions:
+        answer = emulator.admin(action, body)
+        if not answer.get("success"):
+            errors = "; ".join(str(e) for e in answer.get("errors") or []) or "refused"
+            raise ConfigError(f"--admin {action}: {errors}")
+        shown = {k: v for k, v in answer.items() if k not in ("success", "errors")}
+        print(f"{action}: done" + (f" {json.dumps(shown)}" if shown else ""))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.admin:
+        return _admin(args)
+    if args.sandbox:
+        raise ConfigError("--sandbox goes with --admin (the sandbox's emulator is not served)")
     user_id, token = _credentials()
     faults = []
     for spec in args.fault:

@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
             )
     if args.format == "json":
         print(render.dumps(render.plan_json(plan)))
+    elif args.format == "markdown":
+        print(render.plan_markdown(plan), end="")
     else:
         print(render.plan_text(plan))
         if args.out:

@@ -6,9 +6,9 @@ import argparse
 import logging
 import threading
 
-from reconciler import logs
+from reconciler import logs, notify
 from reconciler.engine import load_desired
-from reconciler.errors import ManifestError
+from reconciler.errors import ConfigError, ManifestError
 from reconciler.metrics import Metrics, MetricsServer
 from reconciler.runtime import connect
 from reconciler.watcher import Daemon, DesiredTracker, check_paths, install_signals
@@ -27,29 +27,62 @@ def run(args: argparse.Namespace) -> int:
     except ManifestError:
         seed = []  # the daemon reports invalid files itself and keeps going
     metrics = Metrics()
+    receivers = notify.targets(args.notify)
     server = None
-    if args.metrics_port is not None:
-        server = MetricsServer(metrics, args.metrics_port, max_age=3 * args.resync + 30)
+    if args.listen is not None:
+        host, port = args.listen
+        try:
+            server = MetricsServer(metrics, port, max_age=3 * args.resync + 30, host=host)
+        except OSError as error:
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {error.strerror or error}"
+            ) from None
         server.start()
+        shown = f"[{host}]" if ":" in host else host
         log.info(
-            "metrics on http://127.0.0.1:%d/metrics",
+            "metrics on http://%s:%d/metrics",
+            shown,
             server.port,
-            extra={"event": "metrics_listening", "port": server.port},
+            extra={"event": "metrics_listening", "host": host, "port": server.port},
         )
+
+    def notification_failed(reason: str, message: str) -> None:
+        metrics.notification_failed(reason, message)
+        log.warning(message, extra={"event": "notify_failed", "reason": reason})
+
+    notifier = notify.Notifier(receivers, on_failure=notification_failed)
     try:
         with connect(args, seed, observer=metrics.observe_api) as rt:
+            leadership = rt.store.leadership(args.lease)  # PostgreSQL: one leader acts
             daemon = Daemon(
-                rt, DesiredTracker(args.paths), metrics, args.resync, stop, prune=args.prune
+                rt,
+                DesiredTracker(args.paths),
+                metrics,
+                args.resync,
+                stop,
+                prune=args.prune,
+                notifier=notifier,
+                leadership=leadership,
             )
             holder.append(daemon)
+            leadership.start(daemon.on_role)
             log.info(
                 "watching %s (resync every %gs)",
                 ", ".join(args.paths),
                 args.resync,
-                extra={"event": "started", "api_url": rt.api_url},
+                extra={
+                    "event": "started",
+                    "api_url": rt.api_url,
+                    "state": rt.store.location,
+                    "workspace": rt.store.workspace,
+                },
             )
-            daemon.run()
+            try:
+                daemon.run()
+            finally:
+                leadership.stop()  # a leader hands its lease over at once
     finally:
+        notifier.close(wait=1.0)
         if server is not None:
             server.stop()
     log.info("stopped", extra={"event": "stopped"})

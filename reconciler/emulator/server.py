@@ -523,6 +523,11 @@ class Emulator:
             return "Hash doesn't match."
         return None
 
+    def admin(self, action: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """An admin action (`live/end`, `projects/touch`, ...) without HTTP: the answer the
+        admin endpoint would give, `success` saying whether it was done."""
+        return self._admin(action, body)[1]
+
     def _admin(self, action: str, body: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
         handler = self._admin_actions().get(action)
         if handler is None:

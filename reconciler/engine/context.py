@@ -36,6 +36,12 @@ class Context:
     options: EngineOptions
     # Each project's `modified` from this reconcile's projects read (compileId: latest).
     project_modified: dict[int, str] = field(default_factory=dict)
+    # The values of the secrets this apply sends: an API message may echo one back (a
+    # failed brokerage login), and no detail that is stored or shown may carry it.
+    secret_values: list[str] = field(default_factory=list)
+
+    def mask(self, text: str) -> str:
+        return secrets.mask(text, self.secret_values)
 
     def resolved(self, value: Any) -> Any:
         """Secret references replaced by their values, just before an API call."""

@@ -40,6 +40,7 @@ def create(
         return Outcome(name, project, kind, "skipped", None, "shutting down; not sent")
 
     def fail(result: str, detail: str) -> Outcome:
+        detail = ctx.mask(detail)
         if result == "failed":
             ctx.store.close_intent(intent, "failed", detail=detail)
         return Outcome(name, project, kind, result, None, detail)
@@ -71,7 +72,7 @@ def create(
             last_unknown = isinstance(error, OutcomeUnknown)
             had_unknown = had_unknown or last_unknown
             last_error = str(error)
-            log.warning("%s: %s; reading live state before any retry", name, error)
+            log.warning("%s: %s; reading live state before any retry", name, ctx.mask(last_error))
         except ApiError as error:
             if not had_unknown:
                 return fail("failed", str(error))
@@ -115,6 +116,7 @@ def create(
                 source_modified=source_modified if owned else None,
                 previous=previous,
             )
+            last_error = ctx.mask(last_error)
             ctx.store.close_intent(
                 intent, done, record=record, detail=f"verified after: {last_error}"
             )

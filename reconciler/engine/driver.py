@@ -16,17 +16,20 @@ thread pool gives the concurrency without the event-loop overhead.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from typing import ParamSpec, TypeVar
 
-from reconciler import planner
+from reconciler import planner, secrets
 from reconciler.client import QuantConnectClient
 from reconciler.engine import create as create_path
 from reconciler.engine import health, journal
 from reconciler.engine import stop as stop_path
 from reconciler.engine.context import Context, EngineOptions
 from reconciler.engine.inputs import fingerprints
+from reconciler.errors import StateError
 from reconciler.model import (
     Action,
     Deployment,
@@ -41,6 +44,8 @@ from reconciler.state import StateStore
 
 ProgressCallback = Callable[[Outcome, int, int], None]
 StopAsked = Callable[[], bool]
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Engine:
@@ -139,6 +144,7 @@ class Engine:
         lets the calls in flight finish and sends no new ones.
         """
         by_name = {d.name: d for d in desired}
+        self.ctx.secret_values = secrets.known_values(secrets.referenced(desired))
         records = self.store.records()
         outcomes: list[Outcome] = []
         creates: list[tuple[Deployment, Intent]] = []
@@ -169,13 +175,17 @@ class Engine:
             return outcomes
         self.store.begin_intents(intents)  # one durable write before anything is sent
         tracker = _Progress(len(intents), progress)
+        halt = _Halt(should_stop)
+        should_stop = halt.asked
         workers = max(1, min(self.options.concurrency, len(intents)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply") as pool:
             stops: list[Future[Outcome | tuple[Deployment, Intent]]] = [
-                pool.submit(self._stop_for_replace, d, i, records.get(d.name), should_stop)
+                pool.submit(
+                    halt.guard, self._stop_for_replace, d, i, records.get(d.name), should_stop
+                )
                 for d, i in replaces
             ]
-            stops += [pool.submit(self._prune, i, should_stop) for i in prunes]
+            stops += [pool.submit(halt.guard, self._prune, i, should_stop) for i in prunes]
             for stopping in as_completed(stops):
                 result = stopping.result()
                 if isinstance(result, Outcome):
@@ -183,7 +193,15 @@ class Engine:
                 else:
                     creates.append(result)  # the replace's create, its stop confirmed
             futures = [
-                pool.submit(create_path.create, self.ctx, d, i, should_stop, records.get(d.name))
+                pool.submit(
+                    halt.guard,
+                    create_path.create,
+                    self.ctx,
+                    d,
+                    i,
+                    should_stop,
+                    records.get(d.name),
+                )
                 for d, i in creates
             ]
             for future in as_completed(futures):
@@ -348,7 +366,12 @@ class Engine:
         }
         if wait <= 0 or not started:
             return list(outcomes)
-        verdicts = health.watch(self.client, started, wait, should_stop)
+        verdicts = {
+            deploy_id: (result, self.ctx.mask(detail))
+            for deploy_id, (result, detail) in health.watch(
+                self.client, started, wait, should_stop
+            ).items()
+        }
         for deploy_id, (result, detail) in verdicts.items():
             outcome = started[deploy_id]
             self.store.add_history(
@@ -373,6 +396,26 @@ def _intent(desired: Deployment, kind: str, old_deploy_id: str | None = None) ->
         spec_json=desired.spec_json,
         on_delete=desired.on_delete,
     )
+
+
+class _Halt:
+    """Nothing more is sent once the store fails (a lost database connection, a lost lock
+    or leadership): a journal that cannot be written cannot guard the next call.  The
+    intents already written stay open; the next run resolves them from live state."""
+
+    def __init__(self, should_stop: StopAsked | None) -> None:
+        self.should_stop = should_stop
+        self.failed = threading.Event()
+
+    def asked(self) -> bool:
+        return self.failed.is_set() or (self.should_stop is not None and self.should_stop())
+
+    def guard(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return work(*args, **kwargs)
+        except StateError:
+            self.failed.set()
+            raise
 
 
 class _Progress:

@@ -1,14 +1,8 @@
-"""Recorded state: the only module that imports sqlite3.
+"""The SQLite state store: the embedded default, and the only module that imports sqlite3.
 
-`StateStore` is the interface the engine speaks (a PostgreSQL backend for shared,
-multi-runner use can implement the same methods).  `SqliteStateStore` is the embedded
-default: one file, WAL, `synchronous=FULL` so an intent is on disk before the create it
-announces is sent.
-
-Correctness never depends on this file surviving: the planner reads live state and never
-creates on a project that already runs a deployment.  The store adds ownership (only what
-we created may ever be pruned), the intent journal (exactly-once across crashes within a
-store's life) and history.
+One file, WAL, `synchronous=FULL` while an intent is written, so it is on disk before the
+create it announces is sent.  A SQLite store holds one workspace; its lock is a row with a
+heartbeat (two processes on one machine take turns).
 """
 
 from __future__ import annotations
@@ -22,14 +16,19 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from reconciler.errors import StateError, StateLockedError
 from reconciler.model import Intent, Record
+from reconciler.state import (
+    DEFAULT_WORKSPACE,
+    HistoryEntry,
+    LockHolder,
+    SoleLeader,
+    StateSnapshot,
+    format_time,
+)
 
-DEFAULT_STATE_PATH = ".reconciler/state.db"
 SCHEMA_VERSION = 3
 
 _MIGRATIONS: dict[int, str] = {
@@ -108,50 +107,6 @@ _INTENT_COLUMNS = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class HistoryEntry:
-    at: float
-    name: str | None
-    project_id: int | None
-    action: str
-    outcome: str
-    deploy_id: str | None
-    detail: str | None
-
-
-class StateStore(Protocol):
-    """What the engine needs from a state backend."""
-
-    def lock(self, timeout: float = ...) -> contextlib.AbstractContextManager[None]: ...
-    def records(self) -> dict[str, Record]: ...
-    def put_record(self, record: Record) -> None: ...
-    def forget_record(self, name: str, *, action: str, outcome: str, detail: str) -> None: ...
-    def open_intents(self) -> list[Intent]: ...
-    def begin_intents(self, items: Sequence[tuple[str, int, str] | Intent]) -> list[Intent]: ...
-    def close_intent(
-        self,
-        intent: Intent,
-        outcome: str,
-        *,
-        record: Record | None = None,
-        detail: str | None = None,
-        forget: bool = False,
-    ) -> None: ...
-    def add_history(
-        self,
-        action: str,
-        outcome: str,
-        *,
-        name: str | None = None,
-        project_id: int | None = None,
-        deploy_id: str | None = None,
-        detail: str | None = None,
-    ) -> None: ...
-    def history(self, limit: int = ...) -> list[HistoryEntry]: ...
-    def claim_plan(self, nonce: str) -> bool: ...
-    def close(self) -> None: ...
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -189,6 +144,12 @@ def _intent_from_row(row: sqlite3.Row) -> Intent:
     return Intent(**{column: row[column] for column in _INTENT_COLUMNS})
 
 
+def _history_from_row(r: sqlite3.Row) -> HistoryEntry:
+    return HistoryEntry(
+        r["at"], r["name"], r["project_id"], r["action"], r["outcome"], r["deploy_id"], r["detail"]
+    )
+
+
 class SqliteStateStore:
     """SQLite state file; safe to share between threads of one process."""
 
@@ -211,6 +172,14 @@ class SqliteStateStore:
         self._lock_token: str | None = None
         self._heartbeat_stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    @property
+    def workspace(self) -> str:
+        return DEFAULT_WORKSPACE  # a SQLite file holds one workspace
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -317,10 +286,11 @@ class SqliteStateStore:
                 break
             assert row is not None
             if time.monotonic() >= deadline:
-                since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["acquired_at"]))
+                since = format_time(row["acquired_at"])
                 raise StateLockedError(
                     f"state is locked by pid {row['pid']} on {row['host']} since {since} "
-                    f"({self.path}); waited {timeout:g}s"
+                    f"({self.path}); waited {timeout:g}s; if that process is gone, "
+                    "`reconciler state unlock` frees it"
                 )
             time.sleep(0.1)
         self._lock_token = token
@@ -475,23 +445,14 @@ class SqliteStateStore:
         with self._tx() as db:
             self._history(db, time.time(), action, outcome, name, project_id, deploy_id, detail)
 
-    def history(self, limit: int = 100) -> list[HistoryEntry]:
+    def history(self, limit: int = 100, name: str | None = None) -> list[HistoryEntry]:
+        """The latest `limit` entries (of one deployment name, if given), newest first."""
+        where, args = ("WHERE name = ?", (name, limit)) if name is not None else ("", (limit,))
         with self._mutex:
             rows = self._db.execute(
-                "SELECT * FROM history ORDER BY id DESC LIMIT ?", (limit,)
+                f"SELECT * FROM history {where} ORDER BY id DESC LIMIT ?", args
             ).fetchall()
-        return [
-            HistoryEntry(
-                r["at"],
-                r["name"],
-                r["project_id"],
-                r["action"],
-                r["outcome"],
-                r["deploy_id"],
-                r["detail"],
-            )
-            for r in rows
-        ]
+        return [_history_from_row(r) for r in rows]
 
     # -- plans -----------------------------------------------------------------------
 
@@ -504,17 +465,65 @@ class SqliteStateStore:
                 return False
         return True
 
+    # -- administration (`reconciler state`) ------------------------------------------
 
-def state_path(path: str | None) -> str:
-    """The state database: `--state`, else RECONCILER_STATE, else the default."""
-    return path or os.environ.get("RECONCILER_STATE") or DEFAULT_STATE_PATH
+    def lock_holder(self) -> LockHolder | None:
+        """The apply lock's holder, None when the lock is free."""
+        with self._mutex:
+            row = self._db.execute("SELECT * FROM lock WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        pid, host = int(row["pid"]), str(row["host"])
+        if row["expires_at"] < time.time():
+            alive: bool | None = False
+            why = f"its heartbeat stopped at {format_time(row['expires_at'] - self.LOCK_TTL)}"
+        elif host == socket.gethostname():
+            alive = _pid_alive(pid)
+            why = "its process is running" if alive else "its process is gone"
+        else:
+            alive, why = True, "its heartbeat is recent"
+        return LockHolder(pid, host, float(row["acquired_at"]), alive, why)
 
+    def break_lock(self) -> None:
+        """Drop the apply lock whoever holds it (`reconciler state unlock`)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM lock WHERE id = 1")
 
-def manifest_cache_path(state: str) -> str:
-    """Beside the state database: parsed manifests kept between runs (no secrets)."""
-    directory, name = os.path.split(state)
-    return os.path.join(directory, f"{os.path.splitext(name)[0]}.manifest-cache.json")
+    def export_state(self) -> StateSnapshot:
+        with self._mutex:
+            history = self._db.execute("SELECT * FROM history ORDER BY id").fetchall()
+            plans = self._db.execute(
+                "SELECT nonce, applied_at FROM applied_plans ORDER BY applied_at"
+            ).fetchall()
+        return StateSnapshot(
+            records=list(self.records().values()),
+            intents=self.open_intents(),
+            history=[_history_from_row(r) for r in history],
+            plans=[(str(r["nonce"]), float(r["applied_at"])) for r in plans],
+        )
 
+    def import_state(self, snapshot: StateSnapshot) -> None:
+        """Make this store a copy of `snapshot` (what it held before is replaced)."""
+        with self._tx(durable=True) as db:
+            for table in ("deployments", "intents", "history", "applied_plans"):
+                db.execute(f"DELETE FROM {table}")
+            for record in snapshot.records:
+                self._put(db, record)
+            db.executemany(
+                f"INSERT INTO intents ({', '.join(_INTENT_COLUMNS)}) "
+                f"VALUES ({', '.join(':' + c for c in _INTENT_COLUMNS)})",
+                [{c: getattr(i, c) for c in _INTENT_COLUMNS} for i in snapshot.intents],
+            )
+            db.executemany(
+                "INSERT INTO history(at, name, project_id, action, outcome, deploy_id, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (h.at, h.name, h.project_id, h.action, h.outcome, h.deploy_id, h.detail)
+                    for h in snapshot.history
+                ],
+            )
+            db.executemany("INSERT INTO applied_plans VALUES (?, ?)", snapshot.plans)
 
-def open_store(path: str | None) -> SqliteStateStore:
-    return SqliteStateStore(state_path(path))
+    def leadership(self, lease: float) -> SoleLeader:
+        """One file, one machine: the daemon using it always leads."""
+        return SoleLeader()

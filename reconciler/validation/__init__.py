@@ -1,0 +1,196 @@
+"""Validating manifests: a short driver over named parts, and what is built once per process.
+
+    manifests.discover -> one_file.check_file, for each file (in forked workers when many)
+        -> schema_check: jsonschema-rs says valid, or jsonschema explains -> messages
+    -> cross_file (unique names, projects, nodes) -> report.Report
+
+The parts, one job each:
+    report          Problem, Manifest, Report; the text, json and github formats
+    schema          where the schema file is
+    schema_check    the yes/no check (jsonschema-rs) and the explaining validator (jsonschema)
+    one_file        one file's checks
+    messages        jsonschema's errors as problems, in our words
+    secret_fields   secrets only as references; messages never repeat a value; --check-secrets
+    cross_file      one manifest per name, per project, per node, across all files
+    parallel        forked workers for many files; the garbage collector paused
+    cache           results of unchanged clean files between runs (plan and apply)
+
+Every problem points at file:line:column and a dotted path.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from reconciler import manifests
+from reconciler.validation import parallel
+from reconciler.validation.cache import CACHE_FORMAT, ResultCache, checker_digest
+from reconciler.validation.cross_file import cross_file_problems
+from reconciler.validation.one_file import KIND, FileResult, check_file
+from reconciler.validation.parallel import (
+    MAX_WORKERS,
+    PARALLEL_MIN_FILES,
+    PARENT_WEIGHT,
+    collector_paused,
+)
+from reconciler.validation.report import Manifest, Problem, Report, format_problems, summary
+from reconciler.validation.schema import SCHEMA_FILE, schema_text
+from reconciler.validation.schema_check import (
+    AGREED,
+    ANNOTATIONS,
+    Check,
+    full_validator,
+    quick_check,
+)
+from reconciler.validation.secret_fields import SECRET_WORDS, is_secret_field
+
+if TYPE_CHECKING:
+    from reconciler.validation.schema_check import FullValidator
+
+__all__ = [
+    "CACHE_FORMAT",
+    "KIND",
+    "MAX_WORKERS",
+    "PARALLEL_MIN_FILES",
+    "PARENT_WEIGHT",
+    "SCHEMA_FILE",
+    "SECRET_WORDS",
+    "Manifest",
+    "Problem",
+    "Report",
+    "ResultCache",
+    "collector_paused",
+    "compiled_schema",
+    "format_problems",
+    "is_secret_field",
+    "manifests",
+    "schema",
+    "schema_text",
+    "summary",
+    "validate_paths",
+]
+
+
+def validate_paths(
+    paths: Sequence[str], *, check_secrets: bool = False, cache_path: str | None = None
+) -> Report:
+    """Load and check every manifest under `paths`; never raises for bad input.
+
+    `check_secrets` also reports referenced environment variables that are unset and
+    referenced files that do not exist (values are never read into messages).
+    `cache_path` names a `ResultCache` file: files whose content is unchanged since a
+    previous run are not parsed again (plan and apply use it; `validate` does not).
+    """
+    compiled_schema()  # compiled once, before any fork, so that workers inherit it
+    files, failed = manifests.discover(paths)
+    cache = None
+    if cache_path and not check_secrets:
+        cache = ResultCache.load(cache_path, _checker_digest())
+    with collector_paused():
+        if cache is None:
+            results = _run(files, check_secrets)
+        else:
+            results = cache.run(files, lambda indexes, read: _run(files, False, indexes, read))
+            cache.save()
+        problems = [Problem(path, 0, 0, "", message) for path, message in failed]
+        found: list[Manifest] = []
+        documents = 0
+        for result in results:
+            documents += result.documents
+            found.extend(result.manifests)
+            problems.extend(result.problems)
+        problems.extend(cross_file_problems(results))
+    return Report(
+        files=len(files) + len(failed),
+        documents=documents,
+        manifests=found,
+        problems=sorted(set(problems)),
+    )
+
+
+# ---- built once per process -----------------------------------------------------------
+# Here rather than in the parts, and looked up when called: what a part needs of them is
+# handed to it, and a test may swap `schema_text` and clear these caches.
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(schema_text())
+    return loaded
+
+
+@functools.cache
+def compiled_schema() -> Check:
+    """The yes/no check: True for a valid document; False sends it to jsonschema."""
+    return quick_check(schema())
+
+
+@functools.cache
+def _jsonschema() -> FullValidator:
+    return full_validator(schema())
+
+
+@functools.cache
+def _checker_digest() -> str:
+    return checker_digest(schema_text())
+
+
+# ---- the parts joined -----------------------------------------------------------------
+
+
+def _schema_problems(file: str, document: manifests.Document) -> list[Problem]:
+    """[] when the yes/no check accepts the document; else jsonschema's, in our words."""
+    if compiled_schema()(document.data):
+        return []
+    from reconciler.validation.messages import schema_problems  # only for a rejected document
+
+    return schema_problems(file, document, _jsonschema().iter_errors(document.data))
+
+
+def _check_file(path: str, check_secrets: bool, source: bytes | None = None) -> FileResult:
+    return check_file(path, check_secrets, source, _schema_problems)
+
+
+def _run(
+    files: Sequence[str],
+    check_secrets: bool,
+    indexes: Sequence[int] | None = None,
+    sources: Mapping[int, bytes] | None = None,
+) -> list[FileResult]:
+    """Check files (those at `indexes`, default all) in order; fork when there are many.
+
+    `sources` holds contents already read; forked workers inherit it.
+    """
+    chosen = range(len(files)) if indexes is None else indexes
+    read = sources or {}
+    check_one = _check_file  # the package's, as it is now (a test may replace it)
+
+    def check(index: int) -> FileResult:
+        return check_one(files[index], check_secrets, read.get(index))
+
+    forkable = [index for index in chosen if files[index] != manifests.STDIN]
+    # PARALLEL_MIN_FILES as the package has it now, like `_check_file` above.
+    return parallel.run_in_order(chosen, forkable, check, PARALLEL_MIN_FILES)
+
+
+# ---- names older tests reach ----------------------------------------------------------
+# tests/validate predates this package and the removal of the hand-written schema
+# compiler: it still asks for these names, which now stand for jsonschema-rs.
+
+_workers = parallel.workers
+_FileResult = FileResult
+_ANNOTATIONS = ANNOTATIONS
+_SUPPORTED = AGREED
+
+
+class _FastCompiler:
+    """`compile(node)`: the yes/no check of a schema node alone (`$ref`s within it)."""
+
+    def __init__(self, root: Mapping[str, Any]) -> None:
+        self.root = root  # unused: each node is compiled alone, its `$ref`s within it
+
+    def compile(self, node: Any) -> Check:
+        return quick_check(node)
