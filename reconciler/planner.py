@@ -124,6 +124,7 @@ class _Restart:
 
     now: float | None
     forced: Collection[str]
+    ours: Collection[str] = ()  # deployments the journal shows this reconciler stopping
 
 
 def backoff_until(record: Record) -> float | None:
@@ -165,6 +166,12 @@ def _not_running(
         status = seen.status if seen is not None else "gone from the live list"
         cause = seen.cause if seen is not None else "stopped"
         return _by_policy(desired, record, record.deploy_id, status, cause, seen, restart)
+    if latest is not None and not latest.active and latest.deploy_id in restart.ours:
+        reason = (
+            f"the project's last deployment {latest.deploy_id} was stopped by this reconciler "
+            "(a prune or a replace): a new deployment"
+        )
+        return Action("create", name, project, reason, spec_hash)
     if latest is not None and (latest.brokerage, latest.environment) == desired.identity:
         return _by_policy(
             desired, None, latest.deploy_id, latest.status, latest.cause, latest, restart
@@ -405,6 +412,7 @@ def plan(
     max_prunes: int = DEFAULT_MAX_PRUNES,
     pruning: bool = True,
     now: float | None = None,
+    stopped_by_us: Collection[str] = (),
 ) -> Plan:
     """Compare the views and return the actions, in a deterministic order.
 
@@ -412,14 +420,15 @@ def plan(
     for `compileId: latest`).  `nodes`: the organisation's live nodes by id, for the
     pre-flight check (None: not checked).  `force_replace` / `force_restart`: names from
     `--replace` / `--restart`.  `pruning`: prunes will be carried out (they free nodes).
-    `now`: the time, for restart backoff (the planner reads no clock).
+    `now`: the time, for restart backoff (the planner reads no clock).  `stopped_by_us`:
+    deployIds the journal shows this reconciler stopping (see `unrecorded_stopped`).
     """
     live = list(live)
     active = active_by_project(live)
     latest = latest_by_project(live)
     known = {item.deploy_id: item for item in live}
     modified = projects or {}
-    restart = _Restart(now, force_restart)
+    restart = _Restart(now, force_restart, stopped_by_us)
     wanted = sorted(desired, key=lambda d: d.name)
     actions = [
         _for_manifest(
@@ -444,6 +453,24 @@ def plan(
 
 
 STARTING = frozenset({"create", "replace", "restart"})
+
+
+def unrecorded_stopped(
+    desired: Iterable[Deployment], recorded: Mapping[str, Record], live: Iterable[LiveDeployment]
+) -> set[str]:
+    """The deployments whose stopper the planner needs the journal for: a manifest's
+    project runs nothing and its last deployment is not the one recorded for the name."""
+    live = list(live)
+    latest = latest_by_project(live)
+    active = active_by_project(live)
+    out = set()
+    for d in desired:
+        last = latest.get(d.project_id)
+        record = recorded.get(d.name)
+        unrecorded = record is None or (last is not None and record.deploy_id != last.deploy_id)
+        if last is not None and d.project_id not in active and unrecorded:
+            out.add(last.deploy_id)
+    return out
 
 
 def _preflight(

@@ -468,3 +468,20 @@ def test_unmanaged_deployments_are_never_stopped_by_prune(world: World, emulator
     assert running_ids(emulator, 399) == [foreign]
     assert [s["projectId"] for s in stops(emulator)] == [301]
     assert_safe(emulator)
+
+
+def test_a_pruned_manifest_that_comes_back_is_deployed_again(
+    world: World, emulator: Emulator
+) -> None:
+    # Found by the campaign (seeds 1019, 1088, 1125, 1180): our own prune is not a
+    # person's stop, even once its record is gone.
+    world.apply()
+    saved = (world.root / "d301.yaml").read_text()
+    world.remove(301)
+    world.apply("--prune")
+    (world.root / "d301.yaml").write_text(saved)
+    plan = world.run("plan", str(world.root), "--detailed-exitcode")
+    assert plan.returncode == 2 and "stopped by this reconciler" in plan.stdout, plan.stdout
+    world.apply()
+    assert len(running_ids(emulator, 301)) == 1 and emulator.creates_committed(301) == 2
+    assert_safe(emulator)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.model import Deployment, LiveDeployment, Node, Plan, Record, SecretRef
-from reconciler.planner import plan
+from reconciler.planner import plan, unrecorded_stopped
 
 BROKERAGES = [
     {"id": "PaperTrading"},
@@ -390,3 +390,15 @@ def test_the_seeds_spelled_out_shape_is_not_a_change() -> None:
     live = [LiveDeployment(1, "L-1", "Running", "TradierBrokerage", "live")]
     (action,) = plan([seed], recorded, live).actions
     assert action.action == "noop", action
+
+
+def test_a_deployment_this_reconciler_stopped_is_never_a_persons_stop() -> None:
+    # Pruned (record dropped), then the manifest comes back: the journal says the stop was
+    # ours, so it is a new deployment, not a person's stop to respect.
+    d = deployment("p", 3)
+    live = [LiveDeployment(3, "L-old", "Stopped", "QuantConnectBrokerage", "paper", "2026")]
+    assert plan([d], {}, live).actions[0].action == "drift"
+    (action,) = plan([d], {}, live, stopped_by_us={"L-old"}).actions
+    assert action.action == "create" and "stopped by this reconciler" in action.reason
+
+    assert unrecorded_stopped([d], {}, live) == {"L-old"}

@@ -107,6 +107,9 @@ class Engine:
         projects = self.fetch_projects(desired)
         prints = fingerprints(desired, recorded, live, projects) if fingerprinted else {}
 
+        asked = planner.unrecorded_stopped(desired, recorded, live)
+        ours = self.store.stopped_by_us(asked) if asked else set()
+
         def make(nodes: Mapping[str, Node] | None) -> Plan:
             return planner.plan(
                 desired,
@@ -119,6 +122,7 @@ class Engine:
                 max_prunes=max_prunes,
                 pruning=pruning,
                 now=self.options.clock(),
+                stopped_by_us=ours,
             )
 
         plan = make(None)

@@ -35,7 +35,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -731,6 +731,21 @@ class PostgresStateStore:
             args,
         )
         return [HistoryEntry(*row) for row in rows]
+
+    def stopped_by_us(self, deploy_ids: Collection[str]) -> set[str]:
+        """Which of these deployments the journal shows this reconciler stopping (a prune,
+        or a replace's stop): a stop of ours, never "someone else's" (DESIGN §11)."""
+        ids = sorted(set(deploy_ids))
+        if not ids:
+            return set()
+        rows = self._read(
+            "cannot read history",
+            "SELECT DISTINCT deploy_id FROM reconciler_history WHERE workspace = %s AND "
+            "deploy_id = ANY(%s) AND ((action = 'prune' AND outcome = 'pruned') OR "
+            "(action = 'stop' AND outcome = 'stopped'))",
+            (self._workspace, ids),
+        )
+        return {str(row[0]) for row in rows}
 
     # -- plans -----------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 from reconciler.errors import StateError, StateLockedError
@@ -453,6 +453,22 @@ class SqliteStateStore:
                 f"SELECT * FROM history {where} ORDER BY id DESC LIMIT ?", args
             ).fetchall()
         return [_history_from_row(r) for r in rows]
+
+    def stopped_by_us(self, deploy_ids: Collection[str]) -> set[str]:
+        """Which of these deployments the journal shows this reconciler stopping (a prune,
+        or a replace's stop): a stop of ours, never "someone else's" (DESIGN §11)."""
+        ids = sorted(set(deploy_ids))
+        if not ids:
+            return set()
+        marks = ", ".join("?" for _ in ids)
+        with self._mutex:
+            rows = self._db.execute(
+                f"SELECT DISTINCT deploy_id FROM history WHERE deploy_id IN ({marks}) AND "
+                "((action = 'prune' AND outcome = 'pruned') OR "
+                "(action = 'stop' AND outcome = 'stopped'))",
+                ids,
+            ).fetchall()
+        return {str(row["deploy_id"]) for row in rows}
 
     # -- plans -----------------------------------------------------------------------
 
