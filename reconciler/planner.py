@@ -72,17 +72,7 @@ def latest_by_project(live: Iterable[LiveDeployment]) -> dict[int, LiveDeploymen
 
 def active_by_project(live: Iterable[LiveDeployment]) -> dict[int, LiveDeployment]:
     """The deployment occupying each project; the latest launched if several claim to."""
-    active: dict[int, LiveDeployment] = {}
-    for item in live:
-        if not item.active:
-            continue
-        current = active.get(item.project_id)
-        if current is None or (item.launched or "", item.deploy_id) > (
-            current.launched or "",
-            current.deploy_id,
-        ):
-            active[item.project_id] = item
-    return active
+    return latest_by_project(item for item in live if item.active)
 
 
 def _short(compile_id: str | None) -> str:

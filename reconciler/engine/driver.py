@@ -212,6 +212,18 @@ class Engine:
                 outcomes.append(tracker.done(future.result()))
         return outcomes
 
+    def _stop(
+        self, intent: Intent, should_stop: StopAsked | None
+    ) -> Outcome | stop_path.StopResult:
+        """The stop of a replace or a prune, unless the daemon is shutting down."""
+        if should_stop is not None and should_stop():
+            self.store.close_intent(intent, "not sent", detail="shutting down")
+            return Outcome(
+                intent.name, intent.project_id, intent.kind, "skipped", intent.old_deploy_id,
+                "shutting down; not sent",
+            )  # fmt: skip
+        return stop_path.stop(self.ctx, intent)
+
     def _stop_for_replace(
         self,
         desired: Deployment,
@@ -221,10 +233,9 @@ class Engine:
     ) -> Outcome | tuple[Deployment, Intent]:
         """A replace's first half; its create follows only when the stop is confirmed."""
         name, project, old = intent.name, intent.project_id, intent.old_deploy_id
-        if should_stop is not None and should_stop():
-            self.store.close_intent(intent, "not sent", detail="shutting down")
-            return Outcome(name, project, "replace", "skipped", old, "shutting down; not sent")
-        result = stop_path.stop(self.ctx, intent)
+        result = self._stop(intent, should_stop)
+        if isinstance(result, Outcome):
+            return result
         if result.stopped:
             self.store.add_history(
                 "stop", "stopped", name=name, project_id=project, deploy_id=old,
@@ -248,10 +259,9 @@ class Engine:
         self, intent: Intent, should_stop: StopAsked | None
     ) -> Outcome | tuple[Deployment, Intent]:
         name, project, old = intent.name, intent.project_id, intent.old_deploy_id
-        if should_stop is not None and should_stop():
-            self.store.close_intent(intent, "not sent", detail="shutting down")
-            return Outcome(name, project, "prune", "skipped", old, "shutting down; not sent")
-        result = stop_path.stop(self.ctx, intent)
+        result = self._stop(intent, should_stop)
+        if isinstance(result, Outcome):
+            return result
         if result.stopped:
             verb = "liquidated" if intent.on_delete == "liquidate" else "stopped"
             detail = f"{verb}; record dropped" + (f" ({result.detail})" if result.detail else "")
