@@ -17,6 +17,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from reconciler.snapshot import StatusBoard
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -79,6 +81,7 @@ class Metrics:
             registry=r,
         )
         self.role = "standby"  # "leader" | "standby", shown by /healthz
+        self.board = StatusBoard()  # what the status page shows (DESIGN §14)
         self.last_loop = time.monotonic()
 
     def set_role(self, role: str) -> None:
@@ -101,7 +104,7 @@ class _IPv6Server(ThreadingHTTPServer):
 
 class MetricsServer:
     """/healthz (200 while reconcile loops are recent, else 503; JSON with the daemon's
-    role, leader or standby) and /metrics, on `host`
+    role, leader or standby), /metrics, and the status page (`/`, `/api/status`), on `host`
     (loopback unless told otherwise: `watch --listen 0.0.0.0:PORT` in a container)."""
 
     def __init__(
@@ -126,11 +129,35 @@ class MetricsServer:
                     )
                     self._send(200 if healthy else 503, body.encode(), "application/json")
                 else:
-                    self._send(404, b"not found\n", "text/plain")
+                    self._page()
 
-            def _send(self, status: int, body: bytes, content_type: str) -> None:
+            def _page(self) -> None:
+                """The status page and its JSON (DESIGN §14): from the last snapshot only."""
+                from reconciler import page
+
+                answer = page.respond(self.path, metrics.board.current(metrics.role))
+                if answer is None:
+                    self._send(404, b"not found\n", "text/plain")
+                else:
+                    self._send(*answer)
+
+            def _read_only(self) -> None:
+                """Nothing can be triggered over HTTP: every other method is refused."""
+                self._send(405, b"method not allowed\n", "text/plain", {"Allow": "GET"})
+
+            do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _read_only
+
+            def _send(
+                self,
+                status: int,
+                body: bytes,
+                content_type: str,
+                headers: dict[str, str] | None = None,
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

@@ -33,9 +33,10 @@ from types import FrameType
 
 import watchfiles
 
+from reconciler import snapshot
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.metrics import Metrics
-from reconciler.model import Action, Deployment, Outcome, Plan
+from reconciler.model import Action, Deployment, LiveDeployment, Outcome, Plan
 from reconciler.notify import Notifier, action_event, outcome_event
 from reconciler.runtime import Runtime
 from reconciler.state import Leadership, SoleLeader
@@ -196,6 +197,10 @@ class RetryGate:
     def waiting(self, now: float) -> int:
         return sum(1 for t in self._not_before.values() if t > now)
 
+    def next_try(self, now: float) -> dict[str, float]:
+        """Seconds until each deployment that is backing off may be tried again."""
+        return {name: t - now for name, t in self._not_before.items() if t > now}
+
     def record(self, name: str, outcome: Outcome, now: float) -> None:
         if not outcome.failed:
             self._failures.pop(name, None)
@@ -243,6 +248,7 @@ class Daemon:
         try:
             self._reconcile(reread_all)
         except ReconcilerError as error:
+            self.metrics.board.failed(str(error))
             self.metrics.reconciles.labels("error").inc()
             self.metrics.errors.labels(type(error).__name__).inc()
             log.error("reconcile failed: %s", error, extra={"event": "reconcile_failed"})
@@ -278,8 +284,10 @@ class Daemon:
             # An invalid file keeps its last good content, but one that was never valid
             # since start has none: its deployments would look removed.  No prune then.
             prune_ok = self.prune and not refresh.suspect and not refresh.invalid
+            planned = plan
             plan = self._gate(plan, prune_ok)
             acting = [a for a in plan.actions if a.action in ACTING or a.adopt or a.release]
+            self._publish(refresh, planned, live, [], "applying" if acting else "idle")
             outcomes = (
                 self.rt.engine.apply(
                     Plan(tuple(acting)), desired, prune=prune_ok, should_stop=self._should_stop
@@ -317,6 +325,31 @@ class Daemon:
         if not refresh.suspect and not refresh.invalid:
             self.tracker.last_applied = {d.name for d in desired}
         self.metrics.backing_off.set(self.gate.waiting(now))
+        if acting:
+            self._publish(refresh, planned, live, outcomes, "idle")
+
+    def _publish(
+        self,
+        refresh: Refresh,
+        plan: Plan,
+        live: list[LiveDeployment],
+        outcomes: list[Outcome],
+        phase: str,
+    ) -> None:
+        """What the status page shows: from what this reconcile read, no API call."""
+        data = snapshot.build(
+            desired=refresh.desired,
+            actions=plan.actions,
+            outcomes=outcomes,
+            live=live,
+            records=self.rt.store.records(),
+            invalid=refresh.invalid,
+            history=self.rt.store.history(snapshot.HISTORY_LIMIT),
+            retry_in=self.gate.next_try(time.monotonic()),
+            phase=phase,
+            now=time.time(),
+        )
+        self.metrics.board.publish(data, refresh.desired)
 
     def _gate(self, plan: Plan, prune_ok: bool) -> Plan:
         now = time.monotonic()
