@@ -364,9 +364,14 @@ class PostgresStateStore:
                 )
             conn.close()
             self._conn = None
-        self._conn = self.connect("store")
-        self._migrate(self._conn)
-        return self._conn
+        conn = self.connect("store")
+        try:
+            self._migrate(conn)
+        except BaseException:
+            conn.close()  # refused (a newer schema, say): no session left to the collector
+            raise
+        self._conn = conn
+        return conn
 
     def _write(
         self,
