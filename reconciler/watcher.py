@@ -295,7 +295,8 @@ class Daemon:
                 if acting
                 else []
             )
-            outcomes = self.rt.engine.await_health(outcomes, HEALTH_WAIT, self._should_stop)
+        # Outside the lock: watching new deployments start changes nothing.
+        outcomes = self.rt.engine.await_health(outcomes, HEALTH_WAIT, self._should_stop)
         now = time.monotonic()
         by_name = {a.name: a for a in acting}
         for outcome in outcomes:

@@ -182,7 +182,9 @@ def _apply(args: argparse.Namespace, notifier: notify.Notifier, done: list[Outco
                 prune=args.prune,
                 progress=lambda o, n, total: _progress(_shown(o, values), n, total),
             )
-            outcomes = _await_health(rt.engine, outcomes, args.wait, values)
+        # Outside the lock: watching new deployments start changes nothing, and another
+        # runner need not wait up to --wait seconds for it.
+        outcomes = _await_health(rt.engine, outcomes, args.wait, values)
     outcomes = [_shown(o, values) for o in outcomes]
     done.extend(outcomes)
     notifier.send_outcomes(outcomes, plan)
