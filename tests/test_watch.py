@@ -168,6 +168,12 @@ def test_api_outage_backs_off_then_recovers(
     daemon = Daemon(emulator, tmp_path, root, "--resync", "0.5")
     daemons.append(daemon)
     wait_for(lambda: running(emulator, 101) and running(emulator, 102), what="initial creates")
+    # The outage must hit a reconcile of its own, not the first one's health wait (which
+    # keeps polling through an outage for up to 120 s, by design).
+    wait_for(
+        lambda: daemon.metric('reconciler_reconciles_total{result="ok"}') >= 1,
+        what="the first reconcile, health wait included",
+    )
     before = emulator.stats()["calls"].get("live/list", {}).get("total", 0)
     emulator.inject("live/list", fail=100_000, status=503)
     time.sleep(6)
