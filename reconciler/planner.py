@@ -322,12 +322,11 @@ def _removed(
                     running.deploy_id,
                 )
             )
+    running_ids = {a.deploy_id for a in active.values()}
     for record in sorted(recorded.values(), key=lambda r: r.name):
         if record.name in names or record.name in seen:
             continue
-        if record.project_id in claimed and record.deploy_id in {
-            a.deploy_id for a in active.values()
-        }:
+        if record.project_id in claimed and record.deploy_id in running_ids:
             continue  # its deployment runs under another manifest's name: left alone
         actions.append(
             Action(
@@ -437,9 +436,8 @@ def plan(
     claimed = {d.project_id for d in wanted}
     leftovers = _removed(recorded, names, claimed, active)
     actions, interlock = _interlocked(actions + leftovers, len(wanted), recorded, max_prunes)
-    if nodes is not None:
-        actions = _preflight(actions, {d.name: d for d in wanted}, nodes, pruning)
-    return Plan(tuple(actions), (interlock,) if interlock else ())
+    checked = Plan(tuple(actions), (interlock,) if interlock else ())
+    return checked if nodes is None else preflight(checked, wanted, nodes, pruning)
 
 
 STARTING = frozenset({"create", "replace", "restart"})
@@ -463,22 +461,22 @@ def unrecorded_stopped(
     return out
 
 
-def _preflight(
-    actions: list[Action],
-    by_name: Mapping[str, Deployment],
-    nodes: Mapping[str, Node],
-    pruning: bool,
-) -> list[Action]:
+def preflight(
+    plan: Plan, desired: Iterable[Deployment], nodes: Mapping[str, Node], pruning: bool = True
+) -> Plan:
     """Block what would start on an unknown node or one busy with a project this plan
-    does not stop first (DESIGN §11): no create is sent for it."""
+    does not stop first (DESIGN §11): no create is sent for it.  `pruning`: the plan's
+    prunes will be carried out (they free their nodes)."""
+    by_name = {d.name: d for d in desired}
+    actions = plan.actions
     freed = {a.project_id for a in actions if a.action == "replace"}
     if pruning:
         freed |= {a.project_id for a in actions if a.action == "prune" and a.deploy_id}
     out = []
     for action in actions:
-        desired = by_name.get(action.name or "")
-        why = _node_problem(desired, nodes, freed) if action.action in STARTING else None
-        if desired is not None and why is not None:
+        wanted = by_name.get(action.name or "")
+        why = _node_problem(wanted, nodes, freed) if action.action in STARTING else None
+        if wanted is not None and why is not None:
             action = Action(
                 "blocked",
                 action.name,
@@ -489,7 +487,7 @@ def _preflight(
                 changes=action.changes,
             )
         out.append(action)
-    return out
+    return Plan(tuple(out), plan.notes)
 
 
 def _node_problem(

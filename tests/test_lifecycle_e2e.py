@@ -221,9 +221,10 @@ def test_a_secret_the_api_echoes_back_is_never_stored_or_shown(
     emulator.update_project(301, fail_login=f"password {SECRET} was rejected")
     result = world.apply(expect=1)
     assert "Brokerage login failed: password [redacted] was rejected" in result.stdout
+    plan = world.run("plan", str(world.root))  # the restart's reason quotes the API's error
+    assert "password [redacted] was rejected" in plan.stdout, plan.stdout
     history = world.run("status", "--format", "json")
     files = [p for p in world.tmp_path.rglob("*") if p.is_file() and p.suffix != ".yaml"]
-    for blob in [result.stdout.encode(), result.stderr.encode(), history.stdout.encode()] + [
-        p.read_bytes() for p in files
-    ]:
+    outputs = [result.stdout, result.stderr, plan.stdout, plan.stderr, history.stdout]
+    for blob in [text.encode() for text in outputs] + [p.read_bytes() for p in files]:
         assert SECRET.encode() not in blob

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import ParamSpec, TypeVar
 
@@ -110,25 +110,34 @@ class Engine:
         asked = planner.unrecorded_stopped(desired, recorded, live)
         ours = self.store.stopped_by_us(asked) if asked else set()
 
-        def make(nodes: Mapping[str, Node] | None) -> Plan:
-            return planner.plan(
-                desired,
-                recorded,
-                live,
-                projects=projects,
-                nodes=nodes,
-                force_replace=force_replace,
-                force_restart=force_restart,
-                max_prunes=max_prunes,
-                pruning=pruning,
-                now=self.options.clock(),
-                stopped_by_us=ours,
-            )
-
-        plan = make(None)
+        plan = planner.plan(
+            desired,
+            recorded,
+            self._masked(desired, live),
+            projects=projects,
+            force_replace=force_replace,
+            force_restart=force_restart,
+            max_prunes=max_prunes,
+            pruning=pruning,
+            now=self.options.clock(),
+            stopped_by_us=ours,
+        )
         if any(action.action in planner.STARTING for action in plan.actions):
-            plan = make(self.fetch_nodes(desired))
+            plan = planner.preflight(plan, desired, self.fetch_nodes(desired), pruning)
         return plan, prints
+
+    def _masked(
+        self, desired: Sequence[Deployment], live: Sequence[LiveDeployment]
+    ) -> Sequence[LiveDeployment]:
+        """Live state whose error texts (quoted in plan reasons: drift, restart) carry no
+        secret value: the API may echo one back, as in a failed brokerage login."""
+        if not any(item.error for item in live):
+            return live
+        self.ctx.secret_values = secrets.known_values(secrets.referenced(desired))
+        return [
+            dataclasses.replace(item, error=self.ctx.mask(item.error)) if item.error else item
+            for item in live
+        ]
 
     # -- applying --------------------------------------------------------------------
 

@@ -141,7 +141,7 @@ def resolve_open_intents(store: StateStore, live: Sequence[LiveDeployment]) -> l
                 intent, "not created", detail="no deployment appeared after the intent"
             )
             if intent.kind == "replace" and running is None:
-                mark_stopped(store, intent)
+                mark_stopped(store, intent, records.get(intent.name))
     return outcomes
 
 
