@@ -18,6 +18,9 @@ Target (issue 4): at 10,000 files >= 10x faster than check-jsonschema, peak RSS 
 Also timed: the start-up of `reconciler validate` on the three example files in
 deployments/ (the pre-commit case), and the schema's yes/no check per valid document
 inside one process (`validation.compiled_schema()`, documents already parsed).
+With valgrind installed, the start-up is also counted in instructions (callgrind, one run
+per tree, PYTHONHASHSEED=0): unlike seconds, the count does not move with the machine's
+load, so a small difference between two trees is visible on a shared, noisy machine.
 
 `--baseline DIR` times an earlier version of this tree the same way in the same run,
 runs interleaved with ours (before/after a change), e.g. with a tree made by
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -165,6 +169,24 @@ def per_document_us(tree: str, directory: Path, env: dict[str, str]) -> float:
     return float(done.stdout)
 
 
+def instructions(cmd: list[str], cwd: str, env: dict[str, str]) -> int | None:
+    """Instructions the command executes (valgrind's callgrind), or None without valgrind."""
+    if shutil.which("valgrind") is None:
+        return None
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd],
+        cwd=cwd,
+        env={**env, "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"callgrind failed in {cwd}:\n{done.stderr[-2000:]}")
+    return int(found.group(1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -204,6 +226,7 @@ def main() -> None:
             args.startup_repeat,
             env,
         )
+        counted = {label: instructions(startup_cmd, tree, env) for label, tree in trees.items()}
         for label, run in startup.items():
             if run.stdout.strip() != f"{len(examples)} files, {len(examples)} documents: all valid":
                 raise SystemExit(f"unexpected output from {label}: {run.stdout[-500:]}")
@@ -248,7 +271,9 @@ def main() -> None:
         "(reconciler validate deployments/*.yaml):"
     )
     for label, run in startup.items():
-        print(f"  {label:<10}  {run.seconds * 1000:6.1f} ms  {run.peak_rss_mb:5.1f} MB")
+        count = counted[label]
+        line = f"  {label:<10}  {run.seconds * 1000:6.1f} ms  {run.peak_rss_mb:5.1f} MB"
+        print(line + (f"  {count / 1e6:7.1f} M instructions" if count else ""))
     print(f"schema check per valid document, in one process, {sizes[-1]} documents:")
     for label, micros in per_document.items():
         print(f"  {label:<10}  {micros:6.1f} µs")

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from reconciler import __version__
+from reconciler import __version__, collector
 from reconciler.errors import ReconcilerError
 
 DEFAULT_PATHS = ["deployments/"]
@@ -71,6 +71,9 @@ def _listen(text: str) -> tuple[str, int]:
 
 def _loopback_port(text: str) -> tuple[str, int]:
     return "127.0.0.1", _port(text)
+
+
+_Command = Callable[..., argparse.ArgumentParser]  # adds a subcommand, returns its parser
 
 
 def _add_notify(parser: argparse.ArgumentParser) -> None:
@@ -154,7 +157,7 @@ def _add_sandbox(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_state_command(command: Callable[..., argparse.ArgumentParser]) -> None:
+def _add_state_command(command: _Command) -> None:
     """`reconciler state list|show|history|forget|unlock|copy` (DESIGN §12)."""
     state = command(
         "state",
@@ -205,27 +208,7 @@ def _add_state_command(command: Callable[..., argparse.ArgumentParser]) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="reconciler",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    _add_globals(parser, suppress=False)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    def command(name: str, summary: str, epilog: str = "") -> argparse.ArgumentParser:
-        sub = commands.add_parser(
-            name,
-            help=summary,
-            description=summary,
-            epilog=epilog,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        _add_globals(sub, suppress=True)
-        return sub
-
+def _validate_command(command: _Command) -> None:
     validate = command(
         "validate",
         "Check manifests against the schema and the cross-file rules, offline.",
@@ -243,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="also check that every referenced env var / file exists (values never printed)",
     )
 
+
+def _plan_command(command: _Command) -> None:
     plan = command(
         "plan",
         "Show what apply would change: + create, ~ replace, - prune, ! conflict.",
@@ -266,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_sandbox(plan)
 
+
+def _apply_command(command: _Command) -> None:
     apply = command(
         "apply",
         "Make live deployments match the manifests: create, replace, and (with --prune) prune.",
@@ -339,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_notify(apply)
     _add_sandbox(apply)
 
+
+def _status_command(command: _Command) -> None:
     status = command(
         "status",
         "Show recorded deployments with their live status and last action.",
@@ -346,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--format", choices=["text", "json"], default="text")
     _add_sandbox(status)
 
+
+def _watch_command(command: _Command) -> None:
     watch = command(
         "watch",
         "Reconcile continuously: on every manifest change and every --resync seconds.",
@@ -391,8 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--log-format", choices=["text", "json"], default="text")
     _add_sandbox(watch)
 
-    _add_state_command(command)
 
+def _emulator_command(command: _Command) -> None:
     emulator = command(
         "emulator",
         "Serve a local QuantConnect API v2 emulator (for rehearsals, tests, benchmarks).",
@@ -449,19 +440,87 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --admin: change the world of `--sandbox` runs (.reconciler/sandbox/)",
     )
+
+
+# name -> what adds it, in the order `reconciler --help` lists them.
+_COMMANDS: dict[str, Callable[[_Command], None]] = {
+    "validate": _validate_command,
+    "plan": _plan_command,
+    "apply": _apply_command,
+    "status": _status_command,
+    "watch": _watch_command,
+    "state": _add_state_command,
+    "emulator": _emulator_command,
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `only`, the parser of that one command alone.
+
+    `main` builds only the command it runs when the command line names it plainly: the
+    others' hundred-odd arguments (each asks gettext for translations) are start-up time
+    that `reconciler validate` in a pre-commit hook pays on every commit.
+    """
+    parser = argparse.ArgumentParser(
+        prog="reconciler",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_globals(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, summary: str, epilog: str = "") -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _add_globals(sub, suppress=True)
+        return sub
+
+    for name, add in _COMMANDS.items():
+        if only is None or name == only:
+            add(command)
     return parser
 
 
+def named_command(argv: Sequence[str]) -> str | None:
+    """The command `argv` runs, when that is plain without parsing, else None.
+
+    Plain: before the first word that is not an option, only the global options spelled
+    out, each with its value (`--state plan apply` runs `apply`). `-h` or `--version` there
+    (the top level's own help lists every command), an abbreviation or an unknown name:
+    None, and the whole parser decides.
+    """
+    words = iter(argv)
+    for word in words:
+        if word in _GLOBAL_OPTIONS:
+            next(words, None)  # its value, whatever it looks like
+        elif not (word.startswith("--") and word.partition("=")[0] in _GLOBAL_OPTIONS):
+            return word if word in _COMMANDS else None
+    return None
+
+
+_GLOBAL_OPTIONS = frozenset({"--api-url", "--state", "--workspace"})  # each takes a value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    with collector.paused():  # start-up: lasting objects only (see reconciler.collector)
+        parser = build_parser(only=named_command(argv))
+        args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
     if getattr(args, "paths", None) == []:
         args.paths = list(DEFAULT_PATHS)
     try:
-        module = importlib.import_module(f"reconciler.commands.{args.command}")
+        with collector.paused():
+            module = importlib.import_module(f"reconciler.commands.{args.command}")
         code: int = module.run(args)
         return code
     except ReconcilerError as error:

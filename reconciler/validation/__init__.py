@@ -12,7 +12,7 @@ The parts, one job each:
     messages        jsonschema's errors as problems, in our words
     secret_fields   secrets only as references; messages never repeat a value; --check-secrets
     cross_file      one manifest per name, per project, per node, across all files
-    parallel        forked workers for many files; the garbage collector paused
+    parallel        forked workers for many files
     cache           results of unchanged clean files between runs (plan and apply)
 
 Every problem points at file:line:column and a dotted path.
@@ -26,16 +26,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from reconciler import manifests
+from reconciler.collector import paused as collector_paused
 from reconciler.validation import parallel
 from reconciler.validation.cache import CACHE_FORMAT, ResultCache, checker_digest
 from reconciler.validation.cross_file import cross_file_problems
 from reconciler.validation.one_file import KIND, FileResult, check_file
-from reconciler.validation.parallel import (
-    MAX_WORKERS,
-    PARALLEL_MIN_FILES,
-    PARENT_WEIGHT,
-    collector_paused,
-)
+from reconciler.validation.parallel import MAX_WORKERS, PARALLEL_MIN_FILES, PARENT_WEIGHT
 from reconciler.validation.report import Manifest, Problem, Report, format_problems, summary
 from reconciler.validation.schema import SCHEMA_FILE, schema_text
 from reconciler.validation.schema_check import (
@@ -84,12 +80,12 @@ def validate_paths(
     `cache_path` names a `ResultCache` file: files whose content is unchanged since a
     previous run are not parsed again (plan and apply use it; `validate` does not).
     """
-    compiled_schema()  # compiled once, before any fork, so that workers inherit it
-    files, failed = manifests.discover(paths)
-    cache = None
-    if cache_path and not check_secrets:
-        cache = ResultCache.load(cache_path, _checker_digest())
     with collector_paused():
+        compiled_schema()  # compiled once, before any fork, so that workers inherit it
+        files, failed = manifests.discover(paths)
+        cache = None
+        if cache_path and not check_secrets:
+            cache = ResultCache.load(cache_path, _checker_digest())
         if cache is None:
             results = _run(files, check_secrets)
         else:

@@ -9,9 +9,8 @@ never in a process with other threads (the watch daemon), where fork is not safe
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from reconciler.validation.one_file import FileResult
@@ -24,22 +23,6 @@ MAX_WORKERS = 8
 # A worker also pickles what it found and the parent unpickles it: give the parent a
 # larger share so that both finish together (measured: about 1.15 to 1).
 PARENT_WEIGHT = 1.15
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector (nests; restores what it found).
-
-    Loading builds many small objects and no reference cycles: the collector would only
-    rescan them over and over (a third of the time at 10,000 files).
-    """
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def run_in_order(
