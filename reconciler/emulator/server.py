@@ -10,6 +10,12 @@ Authentication is the API's: a `Timestamp` header (unix seconds) and HTTP Basic
 user, a wrong hash, or a timestamp more than `AUTH_WINDOW` seconds away from the
 emulator's clock is answered 401 with `WWW-Authenticate` and a JSON error body.
 
+Both methods, as the API's own client uses them: every read endpoint (`READS`) answers GET
+with query parameters exactly as it answers POST (same authentication, faults, envelope and
+errors); POST takes a JSON body or a form-encoded one. Query and form values are text, typed
+as the JSON body's fields in one place (`params.parse_fields`). An endpoint that changes
+state answers GET with 405 (`Allow: POST`); other methods get 405 everywhere.
+
 Faults are injected per endpoint (`live/create`, `live/list`, ...), in this order on each
 authenticated call: `latency` (seconds, every call), `ratelimit` (answer the next k calls
 429 with `Retry-After`), `fail` (answer the next k calls with `status`, doing nothing),
@@ -20,7 +26,7 @@ Admin endpoints (same authentication, outside the API prefix; each answers `succ
 and `errors`, `success: false` with the reason for a bad request or an unknown project):
 - `POST /_emulator/faults` `{"endpoint": "live/create", "latency": 0.05, ...}`: set faults
   (answers the `faults` now set); `POST /_emulator/faults/clear`: remove them all.
-- `POST /_emulator/stats`: what `Emulator.stats()` returns.
+- `POST /_emulator/stats` (or GET): what `Emulator.stats()` returns.
 - `POST /_emulator/seed`: add what a seed document describes.
 - `POST /_emulator/live/kill` `{"projectId": N}`: the running algorithm dies (RuntimeError);
   answers its `deployId`.
@@ -52,6 +58,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from reconciler.emulator.params import parse_fields
 from reconciler.emulator.spec import Rejected
 from reconciler.emulator.world import World
 
@@ -60,6 +67,7 @@ ADMIN_PREFIX = "/_emulator/"
 AUTH_WINDOW = 600  # seconds either side of the emulator's clock
 REALM = 'Basic realm="QuantConnect API v2"'
 MAX_BODY = 1 << 20
+FORM = "application/x-www-form-urlencoded"
 
 
 @dataclass
@@ -99,6 +107,19 @@ def _endpoint(path: str) -> str:
     return path.removeprefix("api/v2/")
 
 
+def _media_type(header: str | None) -> str:
+    """`application/x-www-form-urlencoded; charset=utf-8` -> `application/x-www-form-urlencoded`."""
+    return (header or "").partition(";")[0].strip().lower()
+
+
+def _fields(text: str | bytes, where: str) -> dict[str, Any] | str:
+    """Typed fields of a query string or form body, or why they cannot be read."""
+    try:
+        return parse_fields(text.decode() if isinstance(text, bytes) else text)
+    except ValueError as error:  # UnicodeDecodeError included
+        return f"{where} is not valid: {error}"
+
+
 ROUTES: Mapping[str, Callable[[World, Mapping[str, Any]], dict[str, Any]]] = {
     "authenticate": World.authenticate,
     "projects/read": World.projects_read,
@@ -112,7 +133,23 @@ ROUTES: Mapping[str, Callable[[World, Mapping[str, Any]], dict[str, Any]]] = {
     "live/update/stop": World.live_stop,
     "live/update/liquidate": World.live_liquidate,
     "lean/versions/read": World.lean_versions_read,
+    "nodes/read": World.organization_nodes_read,
 }
+# What answers GET as well as POST: the endpoints that change nothing (lean-cli reads with
+# GET). The others change state, and a GET must not: they answer it 405.
+READS = frozenset(
+    {
+        "authenticate",
+        "projects/read",
+        "projects/nodes/read",
+        "nodes/read",
+        "compile/read",
+        "live/read",
+        "live/list",
+        "lean/versions/read",
+    }
+)
+ADMIN_READS = frozenset({"stats"})
 
 
 class _Drop(Exception):
@@ -172,26 +209,36 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # never the auth header; the access log below prints path and status only
 
-    def do_GET(self) -> None:
+    def do_PUT(self) -> None:
         self._read_body()
-        self._answer(405, {"success": False, "errors": ["Every API v2 endpoint is POST."]})
+        self._answer(
+            405,
+            {"success": False, "errors": ["The API answers GET and POST only."]},
+            headers={"Allow": "GET, POST"},
+        )
 
-    do_PUT = do_DELETE = do_PATCH = do_GET
+    do_DELETE = do_PATCH = do_PUT
+
+    def do_GET(self) -> None:
+        self._serve("GET")
 
     def do_POST(self) -> None:
+        self._serve("POST")
+
+    def _serve(self, method: str) -> None:
         started = time.monotonic()
         emulator = self.server.emulator
         status = 0
         endpoint = _endpoint(self.path)
         try:
-            status = self._handle(emulator, endpoint)
+            status = self._handle(emulator, endpoint, method)
         except _Drop:
             status = 0
             self.close_connection = True
         finally:
-            emulator._record(endpoint, status, started)
+            emulator._record(endpoint, method, status, started)
 
-    def _handle(self, emulator: Emulator, endpoint: str) -> int:
+    def _handle(self, emulator: Emulator, endpoint: str, method: str) -> int:
         raw = self._read_body()
         admin = self.path.startswith(ADMIN_PREFIX)
         if not admin and not self.path.startswith(API_PREFIX):
@@ -203,21 +250,31 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer(401, {"success": False, "errors": [problem]}, auth=True)
         if raw is None:
             return self._answer(413, {"success": False, "errors": ["Request body too large."]})
-        try:
-            body = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            return self._answer(400, {"success": False, "errors": ["Request body is not JSON."]})
-        if not isinstance(body, dict):
-            return self._answer(
-                400, {"success": False, "errors": ["Request body must be a JSON object."]}
-            )
+        body = self._body(method, raw)
+        if isinstance(body, str):
+            return self._answer(400, {"success": False, "errors": [body]})
         if admin:
-            return self._answer(*emulator._admin(endpoint.removeprefix("_emulator/"), body))
+            action = endpoint.removeprefix("_emulator/")
+            if method == "GET" and action not in ADMIN_READS:
+                return self._post_only(endpoint)
+            return self._answer(*emulator._admin(action, body))
         route = ROUTES.get(endpoint)
         if route is None:
             return self._answer(
                 404, {"success": False, "errors": [f"Endpoint {endpoint} is not emulated."]}
             )
+        if method == "GET" and endpoint not in READS:
+            return self._post_only(endpoint)
+        return self._call(emulator, endpoint, route, body)
+
+    def _call(
+        self,
+        emulator: Emulator,
+        endpoint: str,
+        route: Callable[[World, Mapping[str, Any]], dict[str, Any]],
+        body: Mapping[str, Any],
+    ) -> int:
+        """The API call proper, through the faults injected on its endpoint."""
         if endpoint == "live/create":
             emulator._note_create(body)
         fault = emulator._take_fault(endpoint)
@@ -242,6 +299,28 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault[0] == "drop":
             raise _Drop
         return self._answer(200, answer)
+
+    def _body(self, method: str, raw: bytes) -> dict[str, Any] | str:
+        """The request's fields (a GET's from its query string, a POST's from its JSON or
+        form-encoded body), or why they cannot be read."""
+        if method == "GET":
+            return _fields(self.path.partition("?")[2], "Query string")
+        if _media_type(self.headers.get("Content-Type")) == FORM:
+            return _fields(raw, "Form body")
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            return "Request body is not JSON."
+        if not isinstance(body, dict):
+            return "Request body must be a JSON object."
+        return body
+
+    def _post_only(self, endpoint: str) -> int:
+        return self._answer(
+            405,
+            {"success": False, "errors": [f"{endpoint} changes state: use POST, not GET."]},
+            headers={"Allow": "POST"},
+        )
 
     def _read_body(self) -> bytes | None:
         try:
@@ -314,6 +393,7 @@ class Emulator:
         self.access_log = access_log
         self._faults: dict[str, Fault] = {}
         self._calls: dict[str, dict[str, int]] = {}
+        self._methods: dict[str, dict[str, int]] = {}
         self._create_times: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -457,7 +537,8 @@ class Emulator:
     def stats(self) -> dict[str, Any]:
         """Counters for tests and benchmarks, since this emulator started.
 
-        `calls[endpoint]` = {"total", "<status>": n}; `create_times` = every create received
+        `calls[endpoint]` = {"total", "<status>": n}; `methods[endpoint]` = {"GET": n,
+        "POST": n}; `create_times` = every create received
         ({"time", "projectId"}); `creates_committed` = {"<projectId>": n} (kept with the data
         directory). For safety invariants: `created` = [{"deployId", "projectId", "time"}]
         for every create committed; `stops` = [{"deployId", "projectId", "status", "time"}]
@@ -468,6 +549,7 @@ class Emulator:
         with self._lock:
             return {
                 "calls": {k: dict(v) for k, v in self._calls.items()},
+                "methods": {k: dict(v) for k, v in self._methods.items()},
                 "create_times": [dict(t) for t in self._create_times],
                 "creates_committed": {str(k): v for k, v in sorted(self.world.committed.items())},
                 **safety,
@@ -493,15 +575,17 @@ class Emulator:
         with self._lock:
             self._create_times.append({"time": time.time(), "projectId": body.get("projectId")})
 
-    def _record(self, endpoint: str, status: int, started: float) -> None:
+    def _record(self, endpoint: str, method: str, status: int, started: float) -> None:
         with self._lock:
             counts = self._calls.setdefault(endpoint, {"total": 0})
             counts["total"] += 1
             key = str(status) if status else "dropped"
             counts[key] = counts.get(key, 0) + 1
+            methods = self._methods.setdefault(endpoint, {})
+            methods[method] = methods.get(method, 0) + 1
         if self.access_log is not None:
             elapsed = (time.monotonic() - started) * 1000
-            self.access_log(f"POST /{endpoint} {key} {elapsed:.1f} ms")
+            self.access_log(f"{method} /{endpoint} {key} {elapsed:.1f} ms")
 
     def _authenticate(self, header: str | None, stamp: str | None) -> str | None:
         """None when the call is authenticated, else the reason for the 401."""

@@ -18,6 +18,12 @@ failed: ...") once start-up is over; `live/create` itself still succeeds, as the
 API answers before the brokerage login is tried. Both are computed from the clock when
 read, like compile states, so no thread moves anything and a restart keeps them.
 
+The account has one organisation, whose id is fixed by the user id (so it is the same on
+every start): every project carries it, `projects/read` may be filtered by it, and
+`nodes/read` (not in the spec; lean-cli reads the organisation's nodes with it) takes it.
+Answers carry every property the spec defines for them, null where there is no value
+yet (`stopped` while running, a project's live fields before its first deployment).
+
 For tests of the client's safety invariants the world keeps, since it started (in memory
 only), every deployment `live/create` committed (`created`), every one that stop or
 liquidate stopped (`stops`), and refused creates counted by rule (`rejections`).
@@ -30,6 +36,7 @@ credentials are checked and then forgotten: they are never stored or written.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -61,6 +68,40 @@ LEAN_VERSIONS: tuple[dict[str, Any], ...] = (
     {"id": 17100, "name": "v2.5.17100", "description": "LEAN 2.5", "ref": "refs/tags/v2.5.17100"},
 )
 MASTER_VERSION = 17202
+
+
+def _grid(width: int) -> list[dict[str, Any]]:
+    charts = (("Strategy Equity", 8), ("Benchmark", 6))
+    return [
+        {"chartName": name, "width": width, "height": height, "row": row, "column": 0, "sort": row}
+        for row, (name, height) in enumerate(charts)
+    ]
+
+
+# The charts of a project's backtest and live views (`Project.grid`, `liveGrid`), by screen size.
+GRID = {
+    size: _grid(width) for size, width in (("xs", 12), ("sm", 12), ("md", 8), ("lg", 6), ("xl", 6))
+}
+MAIN_PY = """from AlgorithmImports import *
+
+
+class EmulatedAlgorithm(QCAlgorithm):
+    def initialize(self):
+        self.set_start_date(2024, 1, 1)
+        self.add_equity("SPY", Resolution.MINUTE)
+"""
+MAIN_CS = """namespace QuantConnect.Algorithm.CSharp
+{
+    public class EmulatedAlgorithm : QCAlgorithm
+    {
+        public override void Initialize()
+        {
+            SetStartDate(2024, 1, 1);
+            AddEquity("SPY", Resolution.Minute);
+        }
+    }
+}
+"""
 STATE_FILE = "emulator.json"
 FORMAT = 1
 
@@ -73,6 +114,17 @@ def iso(timestamp: float | None) -> str | None:
 
 def _hex(n: int = 32) -> str:
     return secrets.token_hex(n // 2)
+
+
+def organization_id(user_id: str) -> str:
+    """The account's one organisation: 32 hex digits, the same on every start for a user id
+    (a world kept in a data directory keeps the one it was saved with)."""
+    return _digest(f"organization {user_id}")
+
+
+def _digest(text: str) -> str:
+    """32 hex digits that `text` always gives: ids that must not change between starts."""
+    return hashlib.sha256(f"qc-emulator {text}".encode()).hexdigest()[:32]
 
 
 def _int(body: Mapping[str, Any], name: str, *, required: bool = True) -> int | None:
@@ -138,7 +190,7 @@ class World:
         self.rejections: Counter[str] = Counter()  # refused live/create calls by rule
         self._by_project: dict[int, list[dict[str, Any]]] = {}
         self._on_node: dict[str, dict[str, Any]] = {}  # node id -> its active deployment
-        self.organization = _hex()
+        self.organization = organization_id(user_id)
         self._deferred = 0  # > 0 inside `batch()`: saves wait for its end
         self._dirty = False
         if self.path is not None:
@@ -600,11 +652,12 @@ class World:
         return {
             "message": state[2],
             **self._shared_fields(deployment, state),
+            "cloneId": _clone_id(deployment["deployId"]),
             "securityTypes": "Equity",
             "datacenter": "NY7",
             "isPublicStreaming": False,
             "public": False,
-            "files": [],
+            "files": [self._main_file(deployment)],
             "runtimeStatistics": {
                 "Equity": "$100,000.00",
                 "Fees": "-$0.00",
@@ -618,36 +671,76 @@ class World:
             "charts": {"name": "Strategy Equity"},
         }
 
+    def _main_file(self, deployment: Mapping[str, Any]) -> dict[str, Any]:
+        """The algorithm file of the deployment's snapshot (`files` of live/read)."""
+        project = self.projects.get(deployment["projectId"], {})
+        csharp = project.get("language") == "C#"
+        return {
+            "id": _clone_id(deployment["deployId"]) * 10 + 1,
+            "projectId": deployment["projectId"],
+            "name": "Main.cs" if csharp else "main.py",
+            "content": MAIN_CS if csharp else MAIN_PY,
+            "modified": iso(project.get("modified", deployment["launched"])),
+            "open": True,
+            "isLibrary": False,
+        }
+
+    def _owner_id(self) -> int:
+        return int(self.user_id) if self.user_id.isdigit() else 0
+
+    def _collaborator(self) -> dict[str, Any]:
+        """The account's user: owner and only collaborator of every project."""
+        return {
+            "uid": self._owner_id(),
+            "liveControl": True,
+            "permission": "write",
+            "publicId": f"emulated-user-{self.user_id}",
+            "profileImage": "https://cdn.quantconnect.com/web/i/users/profile/default.png",
+            "email": f"user-{self.user_id}@example.com",
+            "name": f"Emulated User {self.user_id}",
+            "bio": "",
+            "owner": True,
+        }
+
     def _project_view(self, project: Mapping[str, Any]) -> dict[str, Any]:
-        view = {
-            "projectId": project["projectId"],
+        """Every property of the spec's `Project`; the live ones are null until a deployment
+        (`lastLiveDeployment`, `liveForm`), `encryptionKey` null as no project is encrypted."""
+        project_id = project["projectId"]
+        return {
+            "projectId": project_id,
             "organizationId": self.organization,
             "name": project["name"],
             "modified": iso(project["modified"]),
             "created": iso(project["created"]),
-            "ownerId": int(self.user_id) if self.user_id.isdigit() else 0,
+            "ownerId": self._owner_id(),
             "language": project["language"],
-            "collaborators": [],
+            "collaborators": [self._collaborator()],
             "leanVersionId": MASTER_VERSION,
             "leanPinnedToMaster": True,
             "owner": True,
             "description": project["description"],
-            "channelId": "",
+            "channelId": _digest(f"channel {self.organization}/{project_id}"),
             "parameters": [],
             "libraries": [],
+            "grid": GRID,
+            "liveGrid": GRID,
             "paperEquity": 100000.0,
+            "lastLiveDeployment": iso(project["lastLiveDeployment"]),
+            "liveForm": project["liveForm"],
             "encrypted": False,
-            "codeRunning": self._active(project["projectId"]) is not None,
+            "codeRunning": self._active(project_id) is not None,
             "leanEnvironment": 1,
+            "encryptionKey": None,
         }
-        if project["liveForm"] is not None:
-            view["liveForm"] = project["liveForm"]
-            view["lastLiveDeployment"] = iso(project["lastLiveDeployment"])
-        return view
 
-    def _node_view(self, node: Mapping[str, Any], project: Mapping[str, Any]) -> dict[str, Any]:
+    def _node_view(
+        self, node: Mapping[str, Any], project: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """Every property of the spec's `Node`. Who uses a free node is "" (projectId null);
+        `active` is for a project, so false in the organisation's list (`project` None)."""
         user = self._node_user(node["id"])
-        view: dict[str, Any] = {
+        used_by = self.projects[user["projectId"]] if user is not None else None
+        return {
             "id": node["id"],
             "name": node["name"],
             "sku": node["sku"],
@@ -660,16 +753,14 @@ class World:
             "host": "",
             "price": {"monthly": 20, "yearly": 200},
             "busy": user is not None,
-            "active": node["id"] in project["activeNodes"],
+            "usedBy": self.user_id if used_by is not None else "",
+            "userProfile": (
+                f"https://www.quantconnect.com/u/{self.user_id}" if used_by is not None else ""
+            ),
+            "projectName": used_by["name"] if used_by is not None else "",
+            "projectId": used_by["projectId"] if used_by is not None else None,
+            "active": project is not None and node["id"] in project["activeNodes"],
         }
-        if user is not None:
-            view.update(
-                usedBy=self.user_id,
-                userProfile=f"https://www.quantconnect.com/u/{self.user_id}",
-                projectName=self.projects[user["projectId"]]["name"],
-                projectId=user["projectId"],
-            )
-        return view
 
     # ---- API operations ----------------------------------------------------------------
 
@@ -678,6 +769,8 @@ class World:
         start = _int(body, "start", required=False) or 0
         end = _int(body, "end", required=False)
         with self.lock:
+            if body.get("organizationId") is not None:
+                self._organization(body)  # every project is the one organisation's
             if project_id is not None:
                 chosen = [self._project(project_id)]
             else:
@@ -692,6 +785,23 @@ class World:
         with self.lock:
             project = self._project(project_id)
             return self._nodes_response(project)
+
+    def organization_nodes_read(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """`nodes/read` (not in the spec; lean-cli's `nodes/read`): the organisation's nodes,
+        `backtest`, `research` and `live` at the top level, each a list of `Node`."""
+        with self.lock:
+            self._organization(body)
+            live = [self._node_view(n, None) for n in self.nodes.values()]
+            return {"backtest": [], "research": [], "live": live}
+
+    def _organization(self, body: Mapping[str, Any]) -> str:
+        organization = _str(body, "organizationId")
+        if organization != self.organization:
+            raise Rejected(
+                f"Organization {organization} not found; this account's organization is "
+                f"{self.organization}."
+            )
+        return organization
 
     def _nodes_response(self, project: Mapping[str, Any]) -> dict[str, Any]:
         live = [self._node_view(n, project) for n in self.nodes.values()]
@@ -885,6 +995,11 @@ class World:
 
     def lean_versions_read(self, body: Mapping[str, Any]) -> dict[str, Any]:
         return {"versions": self.versions()}
+
+
+def _clone_id(deploy_id: str) -> int:
+    """The snapshot project a deployment runs (`cloneId`): a project-like id from its id."""
+    return 10_000_000 + int(deploy_id.removeprefix("L-")[:6], 16)
 
 
 def _hash(version: Mapping[str, Any]) -> str:
