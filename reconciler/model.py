@@ -340,6 +340,9 @@ class Action:
     changes: tuple[Change, ...] = ()  # replace: what changed, field by field
     release: bool = False  # unmanaged: an adopted deployment whose record is dropped
     cause: str = ""  # restart, drift: failed | stopped | exited
+    # The manifest was renamed: the record of OLD (same project, same deployment) becomes
+    # this manifest's, ownership included; apply moves it before anything else.
+    renamed_from: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -358,6 +361,8 @@ class Action:
             out["release"] = True
         if self.cause:
             out["cause"] = self.cause
+        if self.renamed_from:
+            out["renamedFrom"] = self.renamed_from
         if self.action == "replace":
             out["changes"] = [change.to_json() for change in self.changes]
         return out
@@ -375,6 +380,7 @@ class Action:
             changes=tuple(Change.from_json(c) for c in data.get("changes") or ()),
             release=bool(data.get("release", False)),
             cause=str(data.get("cause") or ""),
+            renamed_from=data.get("renamedFrom"),
         )
 
 

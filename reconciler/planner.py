@@ -14,6 +14,9 @@ Rules (DESIGN §4, §5, §11):
 - a live deployment we created whose manifest is gone is `prune` (owned only; `blocked`
   when it was protected); one we adopted is `unmanaged` and its record is released;
 - any other live deployment without a manifest is `unmanaged`: reported, never touched;
+- a manifest renamed (no record under its name; the record of a removed manifest names the
+  same project and the deployment it runs or last ran) takes that record over, ownership
+  included: planned as if never renamed, `renamed_from` telling apply to move the record;
 - interlocks refuse every prune of the plan (`blocked`): no manifests at all while
   deployments we created run (a wrong path must not stop everything), or more prunes
   than `max_prunes`.
@@ -21,6 +24,8 @@ Rules (DESIGN §4, §5, §11):
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -258,6 +263,40 @@ def _for_manifest(
     )
 
 
+def renames(
+    desired: Iterable[Deployment],
+    recorded: Mapping[str, Record],
+    live: Iterable[LiveDeployment],
+) -> dict[str, Record]:
+    """Manifests renamed since their deployment was recorded: new name -> the old record.
+
+    A manifest with no record of its own is the renamed manifest of a record when that
+    record's manifest is gone, both name the same project, and the record's deployment is
+    the one the project runs (or last ran): the same deployment, so the record (ownership
+    included) follows the manifest instead of the deployment being adopted under the new
+    name and the old record lingering.  Never a guess: one such record, or no rename.
+    """
+    wanted = list(desired)
+    names = {d.name for d in wanted}
+    current = {**latest_by_project(live), **active_by_project(live)}
+    found: dict[str, Record] = {}
+    for d in wanted:
+        on_project = current.get(d.project_id)
+        if d.name in recorded or on_project is None:
+            continue
+        candidates = [
+            r
+            for r in recorded.values()
+            if r.name not in names
+            and r.project_id == d.project_id
+            and r.deploy_id == on_project.deploy_id
+        ]
+        if len(candidates) == 1:
+            found[d.name] = candidates[0]
+    claims = Counter(record.name for record in found.values())
+    return {name: record for name, record in found.items() if claims[record.name] == 1}
+
+
 def _removed(
     recorded: Mapping[str, Record],
     names: Collection[str],
@@ -419,10 +458,13 @@ def plan(
     modified = projects or {}
     restart = _Restart(now, force_restart, stopped_by_us)
     wanted = sorted(desired, key=lambda d: d.name)
-    actions = [
-        _for_manifest(
+    renamed = renames(wanted, recorded, live)
+    actions = []
+    for d in wanted:
+        old = renamed.get(d.name)
+        action = _for_manifest(
             d,
-            recorded.get(d.name),
+            dataclasses.replace(old, name=d.name) if old else recorded.get(d.name),
             active.get(d.project_id),
             latest.get(d.project_id),
             known,
@@ -430,11 +472,15 @@ def plan(
             d.name in force_replace,
             restart,
         )
-        for d in wanted
-    ]
+        if old is not None:
+            action = dataclasses.replace(
+                action, reason=f"renamed from {old.name}; {action.reason}", renamed_from=old.name
+            )
+        actions.append(action)
     names = {d.name for d in wanted}
     claimed = {d.project_id for d in wanted}
-    leftovers = _removed(recorded, names, claimed, active)
+    kept = names | {record.name for record in renamed.values()}
+    leftovers = _removed(recorded, kept, claimed, active)
     actions, interlock = _interlocked(actions + leftovers, len(wanted), recorded, max_prunes)
     checked = Plan(tuple(actions), (interlock,) if interlock else ())
     return checked if nodes is None else preflight(checked, wanted, nodes, pruning)

@@ -63,6 +63,8 @@ def change_line(change: Change) -> str:
 def _verb(action: Action) -> str:
     if action.adopt:
         return "adopt"
+    if action.renamed_from and action.action == "noop":
+        return "rename"
     if action.release:
         return "release"
     return action.action

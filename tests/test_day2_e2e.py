@@ -485,3 +485,27 @@ def test_a_pruned_manifest_that_comes_back_is_deployed_again(
     world.apply()
     assert len(running_ids(emulator, 301)) == 1 and emulator.creates_committed(301) == 2
     assert_safe(emulator)
+
+
+def test_a_renamed_manifest_keeps_its_deployment_and_its_ownership(
+    world: World, emulator: Emulator
+) -> None:
+    world.apply()
+    (deploy_id,) = running_ids(emulator, 301)
+    text = (world.root / "d301.yaml").read_text()
+    world.remove(301)  # renamed, and moved to another file
+    (world.root / "renamed.yaml").write_text(text.replace("name: d301", "name: spy-renamed"))
+    plan = world.run("plan", str(world.root), "--detailed-exitcode")
+    assert plan.returncode == 0, plan.stdout  # the deployment is untouched: no change
+    assert "= rename    spy-renamed (project 301): renamed from d301; in sync" in plan.stdout
+    world.apply("--prune")  # the old name is not pruned: it is the same deployment
+    assert stops(emulator) == [] and running_ids(emulator, 301) == [deploy_id]
+    status = json.loads(world.run("status", "--format", "json").stdout)["deployments"]
+    assert {r["name"] for r in status} == {"spy-renamed", "d302", "d303"}
+    history = world.run("state", "history", "spy-renamed").stdout
+    assert "renamed from d301 to spy-renamed" in history
+    # Still ours: removing it now prunes it (an adopted deployment would only be released).
+    (world.root / "renamed.yaml").unlink()
+    world.apply("--prune")
+    assert [s["projectId"] for s in stops(emulator)] == [301]
+    assert_safe(emulator)

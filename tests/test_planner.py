@@ -89,7 +89,11 @@ def worlds(draw: st.DrawFn) -> tuple[list[Deployment], dict[str, Record], list[L
             recorded[d.name] = Record(d.name, d.project_id, spec, deploy, draw(st.booleans()))
     for gone in range(draw(st.integers(0, 2))):
         deploy = draw(st.sampled_from([None] + [x.deploy_id for x in live]))
-        recorded[f"gone{gone}"] = Record(f"gone{gone}", 99, "sha256:x", deploy, True)
+        project = 99
+        if deploy is not None and draw(st.booleans()):
+            # On its deployment's own project: when a manifest names it, a rename.
+            project = next(x.project_id for x in live if x.deploy_id == deploy)
+        recorded[f"gone{gone}"] = Record(f"gone{gone}", project, "sha256:x", deploy, True)
     return desired, recorded, live
 
 
@@ -106,6 +110,10 @@ def simulate_apply(
         a.deploy_id for a in result.actions if a.action in ("replace", "prune") and a.deploy_id
     }
     recorded = dict(recorded)
+    for action in result.actions:  # renames first: the record moves to the new name
+        if action.renamed_from and action.name:
+            moved = recorded.pop(action.renamed_from)
+            recorded[action.name] = dataclasses.replace(moved, name=action.name)
     live = [dataclasses.replace(x, status="Stopped") if x.deploy_id in stopped else x for x in live]
     for n, action in enumerate(result.actions):
         if action.action in ("create", "replace", "restart"):
@@ -170,6 +178,67 @@ def test_apply_then_replan_is_all_noop(world) -> None:  # type: ignore[no-untype
         rest = [a for a in second.actions if a.name not in drifted]
         assert {a.action for a in rest} <= {"noop", "unmanaged"}
         assert not any(a.release for a in second.actions)
+
+
+@settings(max_examples=300, deadline=None)
+@given(worlds())
+def test_a_renamed_record_is_used_once_and_never_pruned(world) -> None:  # type: ignore[no-untyped-def]
+    desired, recorded, live = world
+    result = plan(desired, recorded, live)
+    olds = [a.renamed_from for a in result.actions if a.renamed_from]
+    assert len(olds) == len(set(olds))
+    for action in result.actions:
+        if action.renamed_from:
+            old = recorded[action.renamed_from]
+            assert action.name not in recorded and action.renamed_from not in desired
+            assert old.project_id == action.project_id
+        assert action.name not in olds  # no prune, release or other action on the old name
+
+
+def test_a_renamed_manifest_takes_its_record_over() -> None:
+    d = deployment("new-name", 7)
+    old = Record("old-name", 7, d.spec_hash, "L-x", True, spec_json=d.spec_json)
+    live = [LiveDeployment(7, "L-x", "Running", "QuantConnectBrokerage", "paper")]
+    (action,) = plan([d], {"old-name": old}, live).actions
+    assert (action.action, action.renamed_from, action.adopt) == ("noop", "old-name", False)
+    assert action.reason == "renamed from old-name; in sync"
+    assert action.to_json()["renamedFrom"] == "old-name"
+    assert type(action).from_json(action.to_json()) == action
+    # Renamed and changed: the replace of an owned deployment, not a conflict or an adopt.
+    changed = deployment("new-name", 7, compile_id="c2")
+    (action,) = plan([changed], {"old-name": old}, live).actions
+    assert (action.action, action.renamed_from) == ("replace", "old-name")
+    assert [c.path for c in action.changes] == ["compileId"]
+    # Renamed while a person had stopped it: still that record's drift, not a new create.
+    stopped = [dataclasses.replace(live[0], status="Stopped", launched="2026-01-01")]
+    (action,) = plan([d], {"old-name": old}, stopped, now=0.0).actions
+    assert (action.action, action.renamed_from) == ("drift", "old-name")
+
+
+def test_no_rename_without_certainty() -> None:
+    d = deployment("new-name", 7)
+    live = [LiveDeployment(7, "L-x", "Running", "QuantConnectBrokerage", "paper")]
+    other_deployment = Record("old-name", 7, d.spec_hash, "L-earlier", True)
+    still_wanted = deployment("old-name", 8)
+    cases = [
+        ({"old-name": other_deployment}, [d]),  # its record names another deployment
+        ({"old-name": Record("old-name", 7, d.spec_hash, "L-x", True)}, [d, still_wanted]),
+        (  # two removed manifests' records claim the deployment
+            {
+                "a": Record("a", 7, d.spec_hash, "L-x", True),
+                "b": Record("b", 7, d.spec_hash, "L-x", True),
+            },
+            [d],
+        ),
+    ]
+    for recorded, desired in cases:
+        actions = plan(desired, recorded, live).actions
+        assert not any(a.renamed_from for a in actions), actions
+    # Its own record wins over a removed manifest's on the same deployment.
+    own = {"new-name": Record("new-name", 7, d.spec_hash, "L-x", True)}
+    recorded = {**own, "old-name": Record("old-name", 7, d.spec_hash, "L-x", True)}
+    (action,) = plan([d], recorded, live).actions
+    assert action.renamed_from is None and action.reason == "in sync"
 
 
 def test_empty_store_adopts_a_matching_deployment() -> None:

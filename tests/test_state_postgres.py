@@ -114,6 +114,22 @@ def test_history_of_one_name_newest_first(store: StateStore) -> None:
     assert [e.outcome for e in store.history(2)] == ["released", "o4"]
 
 
+def test_a_rename_moves_the_record_in_one_write_with_history_under_both_names(
+    store: StateStore,
+) -> None:
+    store.put_record(record("old", 1, "L-7"))
+    store.put_record(record("other", 2))
+    moved = record("new", 1, "L-7")
+    store.rename_record("old", moved, detail="manifest renamed from old to new")
+    assert store.records() == {"new": moved, "other": record("other", 2)}
+    for name in ("old", "new"):
+        (entry,) = store.history(name=name)
+        assert (entry.action, entry.outcome, entry.project_id, entry.deploy_id) == (
+            "rename", "renamed", 1, "L-7",
+        )  # fmt: skip
+        assert entry.detail == "manifest renamed from old to new"
+
+
 def test_a_plan_nonce_is_claimed_once(store: StateStore) -> None:
     assert store.claim_plan("n1") is True
     assert store.claim_plan("n1") is False

@@ -159,6 +159,9 @@ class Engine:
         by_name = {d.name: d for d in desired}
         self.ctx.secret_values = secrets.known_values(secrets.referenced(desired))
         records = self.store.records()
+        for action in plan.actions:
+            if action.renamed_from and action.name:
+                self._rename(action.renamed_from, action.name, records)
         outcomes: list[Outcome] = []
         creates: list[tuple[Deployment, Intent]] = []
         replaces: list[tuple[Deployment, Intent]] = []
@@ -220,6 +223,16 @@ class Engine:
             for future in as_completed(futures):
                 outcomes.append(tracker.done(future.result()))
         return outcomes
+
+    def _rename(self, old: str, new: str, records: dict[str, Record]) -> None:
+        """A renamed manifest: its record moves to the new name before anything acts on it."""
+        record = records.get(old)
+        if record is None or new in records:  # state changed since the plan: left as it is
+            return
+        moved = dataclasses.replace(record, name=new, updated_at=time.time())
+        self.store.rename_record(old, moved, detail=f"manifest renamed from {old} to {new}")
+        del records[old]
+        records[new] = moved
 
     def _stop(
         self, intent: Intent, should_stop: StopAsked | None

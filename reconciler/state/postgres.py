@@ -179,6 +179,7 @@ _PUT_RECORD = (
 )
 _INTENT_HEAD = f"INSERT INTO reconciler_intents (workspace, {', '.join(_INTENT_COLUMNS)})"
 _HISTORY_HEAD = f"INSERT INTO reconciler_history (workspace, {', '.join(_HISTORY_COLUMNS)})"
+_DELETE_RECORD = "DELETE FROM reconciler_deployments WHERE workspace = %s AND name = %s"
 _FORGET_RECORD = """
 WITH gone AS (
     DELETE FROM reconciler_deployments WHERE workspace = %s AND name = %s
@@ -645,6 +646,23 @@ class PostgresStateStore:
         args = (self._workspace, name, self._workspace, time.time(), name, action, outcome,
                 detail)  # fmt: skip
         self._combined((_FORGET_RECORD, args))
+
+    def rename_record(self, old: str, record: Record, *, detail: str) -> None:
+        """Move the record of `old` to `record.name` (a renamed manifest), in one
+        transaction, with history under both names."""
+        at, project, deploy = time.time(), record.project_id, record.deploy_id
+        history = [
+            (
+                _INSERT_HISTORY,
+                (self._workspace, at, name, project, "rename", "renamed", deploy, detail),
+            )
+            for name in (old, record.name)
+        ]
+        self._combined(
+            (_DELETE_RECORD, (self._workspace, old)),
+            (_PUT_RECORD, self._record_args(record)),
+            *history,
+        )
 
     # -- intents ---------------------------------------------------------------------
 

@@ -348,6 +348,18 @@ class SqliteStateStore:
                 detail,
             )
 
+    def rename_record(self, old: str, record: Record, *, detail: str) -> None:
+        """Move the record of `old` to `record.name` (a renamed manifest), in one
+        transaction, with history under both names."""
+        with self._tx() as db:
+            db.execute("DELETE FROM deployments WHERE name = ?", (old,))
+            self._put(db, record)
+            at = time.time()
+            for name in (old, record.name):
+                self._history(
+                    db, at, "rename", "renamed", name, record.project_id, record.deploy_id, detail
+                )
+
     @staticmethod
     def _put(db: sqlite3.Connection, record: Record) -> None:
         values = {column: getattr(record, column) for column in _RECORD_COLUMNS}
