@@ -431,8 +431,9 @@ class QuantConnectClient:
     def authenticate(self) -> None:
         """Check the credentials with the cheapest authenticated call there is.
 
-        The current spec has no `/authenticate`; like lean-cli we read projects, asking
-        for at most one.
+        The OpenAPI document has no `/authenticate` (lean-cli 1.0.230 does GET it, and the
+        emulator answers it): the call here is one the document defines, `projects/read`,
+        asking for at most one project.
         """
         self._post("projects/read", {"start": 0, "end": 1}, idempotent=True)
 

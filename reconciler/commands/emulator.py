@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     print(f"QuantConnect API v2 emulator listening on {emulator.url}")
-    print(f"user id: {emulator.user_id}")
+    print(f"user id: {emulator.user_id}, organization id: {emulator.world.organization}")
     if token is None:
         print("generated credentials; to use them from another shell:")
         print(

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import subprocess
+import sys
+import textwrap
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
-from validate_support import manifest, problems, write
+from validate_support import REPO, manifest, problems, write
 
 from reconciler import manifests, validation
 
@@ -224,41 +229,79 @@ def test_stdin(here: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert report.files == 1
 
 
-def test_many_files_are_checked_by_forked_workers_with_the_same_result(
-    here: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+# Validation forks its workers only in a process without other threads (fork is not safe
+# beside them), and a test runner may have some (pytest-xdist's workers do): these tests
+# run validation in a fresh interpreter, as `reconciler validate` runs.
+FRESH_PROCESS_TIMEOUT = 120
+
+
+def in_a_fresh_process(code: str) -> Any:
+    """Run `code` (which prints one JSON document) in a new interpreter in the current
+    directory, with the reconciler importable; return what it printed."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import json\n" + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=FRESH_PROCESS_TIMEOUT,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_many_files_are_checked_by_forked_workers_with_the_same_result(here: Path) -> None:
     for i in range(300):
         project = -i if i % 50 == 7 else i + 1
         write(here, f"d/m{i:03}.yaml", manifest(name=f"m{i}", project=project))
     write(here, "d/m299-dup.yaml", manifest(name="m3", project=4))
-    if validation._workers(301) < 2:
-        pytest.skip("one core, or threads running: validation stays in one process")
-    parallel = validation.validate_paths(["d"])
-    monkeypatch.setattr(validation, "PARALLEL_MIN_FILES", 10**9)
-    sequential = validation.validate_paths(["d"])
-    assert parallel == sequential
-    assert len(parallel.problems) == 8  # 6 bad projects, one duplicate name and project
-    assert [m.file for m in parallel.manifests] == [m.file for m in sequential.manifests]
+    found = in_a_fresh_process(
+        """
+        from reconciler import validation
+        workers = validation._workers(301)
+        parallel = validation.validate_paths(["d"])
+        validation.PARALLEL_MIN_FILES = 10**9
+        sequential = validation.validate_paths(["d"])
+        print(json.dumps({
+            "workers": workers,
+            "same": parallel == sequential,
+            "problems": len(parallel.problems),
+            "files": [m.file for m in parallel.manifests] == [m.file for m in sequential.manifests],
+        }))
+        """
+    )
+    if found["workers"] < 2:
+        pytest.skip("one core: validation stays in one process")
+    assert found["same"] is True
+    assert found["problems"] == 8  # 6 bad projects, one duplicate name and project
+    assert found["files"] is True
 
 
-def test_a_worker_that_dies_is_replaced_by_the_parent(
-    here: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_worker_that_dies_is_replaced_by_the_parent(here: Path) -> None:
     for i in range(200):
         write(here, f"d/m{i:03}.yaml", manifest(name=f"m{i}", project=i + 1))
-    if validation._workers(200) < 2:
-        pytest.skip("one core, or threads running: validation stays in one process")
-    parent = os.getpid()
-    real = validation._check_file
+    found = in_a_fresh_process(
+        """
+        import os
+        from reconciler import validation
+        parent = os.getpid()
+        real = validation._check_file
 
-    def dying(
-        path: str, check_secrets: bool, source: bytes | None = None
-    ) -> validation._FileResult:
-        if os.getpid() != parent:
-            os._exit(3)
-        return real(path, check_secrets, source)
+        def dying(path, check_secrets, source=None):
+            if os.getpid() != parent:
+                os._exit(3)
+            return real(path, check_secrets, source)
 
-    monkeypatch.setattr(validation, "_check_file", dying)
-    report = validation.validate_paths(["d"])
-    assert (report.files, report.documents, report.problems) == (200, 200, [])
-    assert len(report.manifests) == 200
+        validation._check_file = dying
+        report = validation.validate_paths(["d"])
+        print(json.dumps({
+            "workers": validation._workers(200),
+            "counts": [report.files, report.documents, len(report.problems)],
+            "manifests": len(report.manifests),
+        }))
+        """
+    )
+    if found["workers"] < 2:
+        pytest.skip("one core: validation stays in one process")
+    assert found["counts"] == [200, 200, 0]
+    assert found["manifests"] == 200
