@@ -356,6 +356,14 @@ def _watch_command(command: _Command) -> None:
         "while any manifest file is invalid (default: report them as pending)",
     )
     watch.add_argument(
+        "--prune-grace",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --prune: prune a removal only once it has lasted SECONDS, so that a "
+        "rename or a checkout in progress stops nothing (default 10)",
+    )
+    watch.add_argument(
         "--listen",
         type=_listen,
         metavar="HOST:PORT",

@@ -11,6 +11,8 @@ Safety rules (DESIGN §9):
   `--prune`, and only while every file is valid: what may be pruned is decided from the
   last successfully applied desired set, and a change that deletes files while others are
   invalid, or that loses most manifests at once, is suspect: no prune comes out of it;
+  and a removal is pruned only once it has lasted `--prune-grace` seconds: a rename or a
+  checkout in progress (old file gone, new one not yet written) stops nothing;
 - failing API calls back off (the loop, exponentially with jitter, capped at --resync); a
   deployment whose creates keep failing, or that keeps dying, is recreated with capped
   exponential backoff, never in a tight loop;
@@ -53,6 +55,7 @@ SETTLE_TRIES = 25
 SUSPECT_SHRINK = 0.5  # losing more than half of the applied manifests at once is suspect
 ACTING = frozenset({"create", "replace", "restart", "prune"})  # sent to the engine
 HEALTH_WAIT = 120.0  # seconds a new deployment may take to be Running (as apply --wait)
+PRUNE_GRACE = 10.0  # seconds a removal must last before the daemon prunes it
 
 
 def _stat_key(path: str) -> tuple[int, int] | None:
@@ -221,6 +224,7 @@ class Daemon:
         stop: threading.Event,
         *,
         prune: bool = False,
+        prune_grace: float = PRUNE_GRACE,
         notifier: Notifier | None = None,
         leadership: Leadership | None = None,
     ) -> None:
@@ -228,6 +232,10 @@ class Daemon:
         # With a PostgreSQL state several daemons share a workspace and one leads.
         self.leadership = leadership or SoleLeader()
         self.prune = prune
+        self.prune_grace = prune_grace
+        # name -> when (monotonic) its prune was first planned; the earliest one to come due
+        self._gone_since: dict[str, float] = {}
+        self._prune_due: float | None = None
         self.notifier = notifier or Notifier([])
         self.tracker = tracker
         self.metrics = metrics
@@ -263,6 +271,7 @@ class Daemon:
         return ok
 
     def _reconcile(self, reread_all: bool) -> None:
+        self._prune_due = None  # set again by any prune still waiting out its grace
         refresh = self.tracker.refresh(reread_all)
         self._report_files(refresh)
         desired = refresh.desired
@@ -286,7 +295,11 @@ class Daemon:
             prune_ok = self.prune and not refresh.suspect and not refresh.invalid
             planned = plan
             plan = self._gate(plan, prune_ok)
-            acting = [a for a in plan.actions if a.action in ACTING or a.adopt or a.release]
+            acting = [
+                a
+                for a in plan.actions
+                if a.action in ACTING or a.adopt or a.release or a.renamed_from
+            ]
             self._publish(refresh, planned, live, [], "applying" if acting else "idle")
             outcomes = (
                 self.rt.engine.apply(
@@ -373,8 +386,32 @@ class Daemon:
                     else "suppressed: some manifest files are invalid or the change is suspect",
                 )
                 continue
+            if action.action == "prune" and not self._grace_over(action, now):
+                continue
             kept.append(action)
+        planned = {a.name for a in plan.actions if a.action == "prune"}
+        self._gone_since = {n: t for n, t in self._gone_since.items() if n in planned}
         return Plan(tuple(kept))
+
+    def _grace_over(self, action: Action, now: float) -> bool:
+        """Whether this prune's removal has lasted --prune-grace seconds.  Until then it is
+        deferred (a rename or checkout in progress brings the manifest back, or its new
+        name takes the record over) and the loop wakes when it comes due."""
+        name = action.name or ""
+        since = self._gone_since.setdefault(name, now)
+        due = since + self.prune_grace
+        if now >= due:
+            return True
+        self._prune_due = due if self._prune_due is None else min(self._prune_due, due)
+        self._report_once(
+            f"prune_deferred:{name}:{since}",
+            logging.INFO,
+            "prune_deferred",
+            action,
+            f"its manifest is gone; pruned in {due - now:.1f} s (--prune-grace) unless it "
+            "comes back meanwhile",
+        )
+        return False
 
     def _report_drift(self, action: Action) -> None:
         """A managed deployment found not running: logged and counted once per episode
@@ -508,7 +545,7 @@ class Daemon:
         while not self.stop.is_set():
             if ok:
                 self.loop_failures = 0
-                wait_until = next_resync
+                wait_until = min(next_resync, self._prune_due or next_resync)
             else:
                 # The API (or the state lock) failed: back off, whatever files do meanwhile;
                 # the next reconcile re-stats every file, so no change is lost.

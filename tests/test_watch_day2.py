@@ -54,7 +54,7 @@ def test_daemon_prunes_only_with_the_flag(
     assert len(daemon.events("prune_pending")) == 1  # once, not on every resync
     assert daemon.terminate() == 0
 
-    pruning = Daemon(emulator, tmp_path, root, "--resync", "0.5", "--prune")
+    pruning = Daemon(emulator, tmp_path, root, "--resync", "0.5", "--prune", "--prune-grace", "1")
     daemons.append(pruning)
     wait_for(lambda: not running(emulator, 103), what="the prune")
     assert [s["projectId"] for s in emulator.stats()["stops"]] == [103]
@@ -71,7 +71,7 @@ def test_invalid_files_never_prune(
     # good content for it, so its deployment looks removed. It must not be pruned.
     good = (root / "d102.yaml").read_text()
     (root / "d102.yaml").write_text(good[: len(good) // 2])
-    daemon = Daemon(emulator, tmp_path, root, "--resync", "0.5", "--prune")
+    daemon = Daemon(emulator, tmp_path, root, "--resync", "0.5", "--prune", "--prune-grace", "1")
     daemons.append(daemon)
     settle(daemon, 3)
     assert running(emulator, 102) and emulator.stats()["stops"] == []
@@ -105,3 +105,36 @@ def test_daemon_leaves_unmanaged_and_blocked_alone(
     assert emulator.creates_committed(103) == 1 and emulator.stats()["stops"] == []
     assert len([e for e in daemon.events("blocked") if e.get("deployment") == "d103"]) == 1
     assert [d["deployId"] for d in emulator.active_deployments(150)] == [foreign]
+
+
+def test_a_removal_waits_out_the_grace_and_a_rename_meanwhile_stops_nothing(
+    emulator: Emulator, tmp_path: Path, root: Path, daemons: list[Daemon]
+) -> None:
+    # A rename by a checkout or an editor: the old file goes, the new one comes a moment
+    # later. Between the two the daemon must not prune (stop, perhaps liquidate) what
+    # the new name will run again.
+    daemon = Daemon(emulator, tmp_path, root, "--resync", "0.5", "--prune", "--prune-grace", "4")
+    daemons.append(daemon)
+    wait_for(lambda: running(emulator, 101) and running(emulator, 102), what="initial creates")
+    (deploy_id,) = [d["deployId"] for d in emulator.active_deployments(101)]
+    text = (root / "d101.yaml").read_text()
+    (root / "d101.yaml").unlink()
+    wait_for(lambda: daemon.events("prune_deferred"), what="the deferred prune")
+    settle(daemon, 2)
+    assert emulator.stats()["stops"] == []
+    (root / "spy-renamed.yaml").write_text(text.replace("name: d101", "name: spy-renamed"))
+    time.sleep(5)  # past the grace: nothing is due any more
+    settle(daemon, 2)
+    assert emulator.stats()["stops"] == []
+    assert [d["deployId"] for d in emulator.active_deployments(101)] == [deploy_id]
+    assert emulator.creates_committed(101) == 1
+    renamed = [e for e in daemon.events("noop") if e.get("deployment") == "spy-renamed"]
+    assert [e["detail"] for e in renamed] == ["renamed from d101; in sync"]  # moved once
+    # A removal that lasts is pruned once the grace is over, at the latest a resync later.
+    removed = time.monotonic()  # the daemon plans the prune after this, so it is due after +4 s
+    (root / "d102.yaml").unlink()
+    wait_for(lambda: daemon.events("prune_deferred")[1:], what="the second deferred prune")
+    wait_for(lambda: not running(emulator, 102), what="the prune after the grace")
+    assert time.monotonic() - removed >= 4.0  # a lower bound: load can only delay it
+    assert [s["projectId"] for s in emulator.stats()["stops"]] == [102]
+    assert running(emulator, 101)

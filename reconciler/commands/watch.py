@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
                 args.resync,
                 stop,
                 prune=args.prune,
+                prune_grace=args.prune_grace,
                 notifier=notifier,
                 leadership=leadership,
             )
