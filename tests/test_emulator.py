@@ -1302,6 +1302,8 @@ def test_every_read_answers_get_as_it_answers_post(emulator: Emulator, api: Api)
         ("live/list", {"projectId": 101, "status": "Running"}),
         ("live/list", {"status": "Deleted"}),
         ("lean/versions/read", {}),
+        ("files/read", {"projectId": 101}),
+        ("files/read", {"projectId": 101, "name": "nope.py"}),
     ]
     refused = []
     for endpoint, body in requests:
@@ -1309,7 +1311,8 @@ def test_every_read_answers_get_as_it_answers_post(emulator: Emulator, api: Api)
         assert api.get(endpoint, body) == posted, (endpoint, body)
         if not posted[1]["success"]:
             refused.append(posted[1]["errors"][0])
-    assert len(refused) == 6 and "projectId must be an integer" in refused
+    assert len(refused) == 7 and "projectId must be an integer" in refused
+    assert "File nope.py not found in project 101." in refused
     assert emulator.stats()["methods"]["live/read"] == {"POST": 2, "GET": 2}
     assert set(READS) == {endpoint for endpoint, _ in requests}
 
@@ -1608,6 +1611,8 @@ def test_every_answer_has_every_property_the_spec_defines(emulator: Emulator, ap
     call("live/update/liquidate", {"projectId": 101})
     call("live/create", create_body(101, compile_id))
     call("live/list", {})
+    call("files/read", {"projectId": 101})
+    call("files/read", {"projectId": 102, "name": "Main.cs"})
     for endpoint, shape in shapes.items():
         shown: set[str] = set()
         problems = [
@@ -1640,3 +1645,21 @@ def test_access_log_and_statistics_name_the_method() -> None:
         ["POST", "/live/list", "200"],
         ["GET", "/live/update/stop", "405"],
     ]
+
+
+def test_files_read_answers_the_projects_file_or_the_one_named(api: Api) -> None:
+    api.emulator.add_project(7, name="py")
+    api.emulator.add_project(8, name="cs", language="C#")
+    status, data = api.get("files/read", {"projectId": 7})
+    assert status == 200 and [f["name"] for f in data["files"]] == ["main.py"]
+    assert "class" in data["files"][0]["content"] and data["files"][0]["projectId"] == 7
+    assert api.post("files/read", {"projectId": 7}) == (status, data)  # GET as POST
+    status, data = api.get("files/read", {"projectId": 8, "name": "Main.cs"})
+    assert status == 200 and [f["name"] for f in data["files"]] == ["Main.cs"]
+    for body, error in (
+        ({"projectId": 8, "name": "main.py"}, "File main.py not found in project 8."),
+        ({"projectId": 9}, "Project 9 not found."),
+        ({}, "projectId is required"),
+    ):
+        status, data = api.get("files/read", body)
+        assert (status, data["success"], data["errors"]) == (200, False, [error])

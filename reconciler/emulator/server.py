@@ -134,6 +134,7 @@ ROUTES: Mapping[str, Callable[[World, Mapping[str, Any]], dict[str, Any]]] = {
     "live/update/liquidate": World.live_liquidate,
     "lean/versions/read": World.lean_versions_read,
     "nodes/read": World.organization_nodes_read,
+    "files/read": World.files_read,
 }
 # What answers GET as well as POST: the endpoints that change nothing (lean-cli reads with
 # GET). The others change state, and a GET must not: they answer it 405.
@@ -147,6 +148,7 @@ READS = frozenset(
         "live/read",
         "live/list",
         "lean/versions/read",
+        "files/read",
     }
 )
 ADMIN_READS = frozenset({"stats"})

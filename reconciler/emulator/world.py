@@ -674,15 +674,9 @@ class World:
     def _main_file(self, deployment: Mapping[str, Any]) -> dict[str, Any]:
         """The algorithm file of the deployment's snapshot (`files` of live/read)."""
         project = self.projects.get(deployment["projectId"], {})
-        csharp = project.get("language") == "C#"
         return {
+            **_project_file(project, deployment["projectId"], deployment["launched"]),
             "id": _clone_id(deployment["deployId"]) * 10 + 1,
-            "projectId": deployment["projectId"],
-            "name": "Main.cs" if csharp else "main.py",
-            "content": MAIN_CS if csharp else MAIN_PY,
-            "modified": iso(project.get("modified", deployment["launched"])),
-            "open": True,
-            "isLibrary": False,
         }
 
     def _owner_id(self) -> int:
@@ -995,6 +989,35 @@ class World:
 
     def lean_versions_read(self, body: Mapping[str, Any]) -> dict[str, Any]:
         return {"versions": self.versions()}
+
+    def files_read(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A project's files (its one algorithm file), or the one `name` asks for."""
+        project_id = _int(body, "projectId")
+        name = body.get("name")
+        if name is not None and not isinstance(name, str):
+            raise Rejected("name must be a string")
+        with self.lock:
+            project = self._project(project_id)
+            files = [_project_file(project, project["projectId"], project["modified"])]
+        if name:
+            files = [f for f in files if f["name"] == name]
+            if not files:
+                raise Rejected(f"File {name} not found in project {project_id}.")
+        return {"files": files}
+
+
+def _project_file(project: Mapping[str, Any], project_id: int, modified: float) -> dict[str, Any]:
+    """The project's algorithm file, as files/read and live/read show it."""
+    csharp = project.get("language") == "C#"
+    return {
+        "id": project_id * 10 + 1,
+        "projectId": project_id,
+        "name": "Main.cs" if csharp else "main.py",
+        "content": MAIN_CS if csharp else MAIN_PY,
+        "modified": iso(project.get("modified", modified)),
+        "open": True,
+        "isLibrary": False,
+    }
 
 
 def _clone_id(deploy_id: str) -> int:
