@@ -536,7 +536,7 @@ class Campaign:
         """The invariants, from the emulator's own records, after every run."""
         assert_safe(self.emulator, frozenset(self.adopted_seeds))
         stats = self.emulator.stats()
-        assert stats["rejections"]["other"] == 0, stats["rejections"]
+        assert stats["rejections"]["other"] == 0, (stats["rejections"], stats["rejected"])
         for stop in stats["stops"]:
             assert stop["deployId"] not in self.foreign, f"a foreign deployment stopped: {stop}"
             assert stop["status"] == "Stopped", stop

@@ -1015,8 +1015,11 @@ def test_safety_statistics(emulator: Emulator, api: Api) -> None:
     assert all(set(s) == {"deployId", "projectId", "status", "time"} for s in stats["stops"])
     assert stats["stops"][0]["time"] >= created[0]["time"]
     assert stats["rejections"] == {"project busy": 1, "node busy": 1, "other": 2}
+    rules = [r["rule"] for r in stats["rejected"]]
+    assert sorted(rules) == ["node busy", "other", "other", "project busy"]
+    assert all(r["error"] and "projectId" in r for r in stats["rejected"])
     over_http = api.admin("stats").json()
-    for key in ("created", "stops", "rejections"):
+    for key in ("created", "stops", "rejections", "rejected"):
         assert over_http[key] == stats[key]
 
 

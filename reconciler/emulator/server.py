@@ -545,7 +545,8 @@ class Emulator:
         directory). For safety invariants: `created` = [{"deployId", "projectId", "time"}]
         for every create committed; `stops` = [{"deployId", "projectId", "status", "time"}]
         for every deployment live/update/stop or liquidate stopped; `rejections` =
-        {"project busy": n, "node busy": n, "other": n}, refused creates by rule.
+        {"project busy": n, "node busy": n, "other": n}, refused creates by rule; `rejected` =
+        the last of them with their rule, error and projectId.
         """
         safety = self.world.safety_stats()  # takes the world's lock, never under ours
         with self._lock:

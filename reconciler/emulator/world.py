@@ -26,7 +26,8 @@ yet (`stopped` while running, a project's live fields before its first deploymen
 
 For tests of the client's safety invariants the world keeps, since it started (in memory
 only), every deployment `live/create` committed (`created`), every one that stop or
-liquidate stopped (`stops`), and refused creates counted by rule (`rejections`).
+liquidate stopped (`stops`), and refused creates counted by rule (`rejections`; the last
+ones with their reason in `rejected`).
 
 With a data directory, the world is saved after every change (write to a temporary
 file, fsync, rename), so it survives a restart and is never half-written. Brokerage
@@ -60,6 +61,7 @@ LIVE_STATUSES = (
 )  # fmt: skip
 ENDED = tuple(s for s in LIVE_STATUSES if s not in ACTIVE)
 REJECTION_RULES = ("project busy", "node busy", "other")
+REJECTED_KEPT = 100  # refusals kept with their reason, for a test that finds one it did not expect
 LOGIN_FAILED = "Brokerage login failed"
 DEFAULT_LOGIN_FAILURE = f"{LOGIN_FAILED}: invalid credentials (emulated)."
 
@@ -188,6 +190,7 @@ class World:
         self.created: list[dict[str, Any]] = []  # {"deployId", "projectId", "time"}
         self.stops: list[dict[str, Any]] = []  # {"deployId", "projectId", "status", "time"}
         self.rejections: Counter[str] = Counter()  # refused live/create calls by rule
+        self.rejected: list[dict[str, Any]] = []  # the last REJECTED_KEPT of them, with why
         self._by_project: dict[int, list[dict[str, Any]]] = {}
         self._on_node: dict[str, dict[str, Any]] = {}  # node id -> its active deployment
         self.organization = organization_id(user_id)
@@ -481,6 +484,7 @@ class World:
                 "created": [dict(c) for c in self.created],
                 "stops": [dict(s) for s in self.stops],
                 "rejections": rejections,
+                "rejected": [dict(r) for r in self.rejected],
             }
 
     # ---- internals ---------------------------------------------------------------------
@@ -859,8 +863,13 @@ class World:
         try:
             return self._live_create(body)
         except Rejected as error:
+            rule = error.rule if error.rule in REJECTION_RULES else "other"
             with self.lock:
-                self.rejections[error.rule if error.rule in REJECTION_RULES else "other"] += 1
+                self.rejections[rule] += 1
+                self.rejected.append(
+                    {"rule": rule, "error": str(error), "projectId": body.get("projectId")}
+                )
+                del self.rejected[:-REJECTED_KEPT]
             raise
 
     def _live_create(self, body: Mapping[str, Any]) -> dict[str, Any]:
