@@ -1666,3 +1666,29 @@ def test_files_read_answers_the_projects_file_or_the_one_named(api: Api) -> None
     ):
         status, data = api.get("files/read", body)
         assert (status, data["success"], data["errors"]) == (200, False, [error])
+
+
+@pytest.mark.parametrize("sent", [b"", b'{"projectId": 101, "compileId"'])
+def test_a_body_cut_short_is_no_request(emulator: Emulator, sent: bytes) -> None:
+    # A client killed while sending (the campaign's kill -9) leaves fewer bytes than its
+    # Content-Length: that is no request at all. An empty remainder once passed for `{}`
+    # and reached live/create, which refused it ("projectId is required").
+    compile_id = world(emulator)
+    full = json.dumps(create_body(101, compile_id)).encode()
+    host, port = emulator.url.split("//")[1].split("/")[0].split(":")
+    head = (
+        "POST /api/v2/live/create HTTP/1.1\r\n"
+        f"Host: {host}:{port}\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(full)}\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in headers(emulator.user_id, emulator.token).items())
+        + "\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(head + sent)
+        conn.shutdown(socket.SHUT_WR)
+        assert conn.recv(1024) == b""  # closed without an answer
+    stats = emulator.stats()
+    assert stats["rejections"] == {"project busy": 0, "node busy": 0, "other": 0}
+    assert stats["created"] == [] and stats["create_times"] == []
+    assert emulator.active_deployments(101) == []

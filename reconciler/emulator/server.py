@@ -212,7 +212,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # never the auth header; the access log below prints path and status only
 
     def do_PUT(self) -> None:
-        self._read_body()
+        try:
+            self._read_body()
+        except _Drop:
+            self.close_connection = True
+            return
         self._answer(
             405,
             {"success": False, "errors": ["The API answers GET and POST only."]},
@@ -332,7 +336,12 @@ class _Handler(BaseHTTPRequestHandler):
         if length > MAX_BODY:
             self.close_connection = True
             return None
-        return self.rfile.read(length) if length > 0 else b""
+        raw = self.rfile.read(length) if length > 0 else b""
+        if len(raw) < length:
+            # The client went away before its body was complete (killed mid-send): there
+            # is no request to answer, and an empty body must not pass for `{}`.
+            raise _Drop
+        return raw
 
     def _answer(
         self,
