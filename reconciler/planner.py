@@ -263,34 +263,32 @@ def _for_manifest(
     )
 
 
-def renames(
+def _renames(
     desired: Iterable[Deployment],
     recorded: Mapping[str, Record],
-    live: Iterable[LiveDeployment],
+    current: Mapping[int, LiveDeployment],
 ) -> dict[str, Record]:
     """Manifests renamed since their deployment was recorded: new name -> the old record.
 
     A manifest with no record of its own is the renamed manifest of a record when that
     record's manifest is gone, both name the same project, and the record's deployment is
-    the one the project runs (or last ran): the same deployment, so the record (ownership
-    included) follows the manifest instead of the deployment being adopted under the new
-    name and the old record lingering.  Never a guess: one such record, or no rename.
+    `current` on the project (the one it runs, or last ran): the same deployment, so the
+    record (ownership included) follows the manifest instead of the deployment being
+    adopted under the new name and the old record lingering.  Never a guess: one such
+    record, claimed by one manifest, or no rename.
     """
     wanted = list(desired)
     names = {d.name for d in wanted}
-    current = {**latest_by_project(live), **active_by_project(live)}
+    gone: dict[tuple[int, str | None], list[Record]] = {}
+    for record in recorded.values():
+        if record.name not in names:
+            gone.setdefault((record.project_id, record.deploy_id), []).append(record)
     found: dict[str, Record] = {}
     for d in wanted:
         on_project = current.get(d.project_id)
         if d.name in recorded or on_project is None:
             continue
-        candidates = [
-            r
-            for r in recorded.values()
-            if r.name not in names
-            and r.project_id == d.project_id
-            and r.deploy_id == on_project.deploy_id
-        ]
+        candidates = gone.get((d.project_id, on_project.deploy_id), [])
         if len(candidates) == 1:
             found[d.name] = candidates[0]
     claims = Counter(record.name for record in found.values())
@@ -458,7 +456,7 @@ def plan(
     modified = projects or {}
     restart = _Restart(now, force_restart, stopped_by_us)
     wanted = sorted(desired, key=lambda d: d.name)
-    renamed = renames(wanted, recorded, live)
+    renamed = _renames(wanted, recorded, {**latest, **active})
     actions = []
     for d in wanted:
         old = renamed.get(d.name)
