@@ -364,7 +364,21 @@ def _removed(
         if record.name in names or record.name in seen:
             continue
         if record.project_id in claimed and record.deploy_id in running_ids:
-            continue  # its deployment runs under another manifest's name: left alone
+            # Its deployment runs under another manifest, which has it recorded or adopts
+            # it now: this stale record is dropped, the deployment is never touched.
+            actions.append(
+                Action(
+                    "unmanaged",
+                    record.name,
+                    record.project_id,
+                    f"manifest removed; its deployment {record.deploy_id} runs under another "
+                    "manifest: only this record is dropped",
+                    record.spec_hash,
+                    record.deploy_id,
+                    release=True,
+                )
+            )
+            continue
         actions.append(
             Action(
                 "prune",

@@ -90,9 +90,12 @@ def worlds(draw: st.DrawFn) -> tuple[list[Deployment], dict[str, Record], list[L
     for gone in range(draw(st.integers(0, 2))):
         deploy = draw(st.sampled_from([None] + [x.deploy_id for x in live]))
         project = 99
-        if deploy is not None and draw(st.booleans()):
-            # On its deployment's own project: when a manifest names it, a rename.
-            project = next(x.project_id for x in live if x.deploy_id == deploy)
+        home = next((x.project_id for x in live if x.deploy_id == deploy), None)
+        # On its deployment's own project (when a manifest names it, a rename), where the
+        # API runs that one deployment at most: never beside another active one.
+        alone = sum(x.active for x in live if x.project_id == home) <= 1
+        if home is not None and alone and draw(st.booleans()):
+            project = home
         recorded[f"gone{gone}"] = Record(f"gone{gone}", project, "sha256:x", deploy, True)
     return desired, recorded, live
 
@@ -237,8 +240,12 @@ def test_no_rename_without_certainty() -> None:
     # Its own record wins over a removed manifest's on the same deployment.
     own = {"new-name": Record("new-name", 7, d.spec_hash, "L-x", True)}
     recorded = {**own, "old-name": Record("old-name", 7, d.spec_hash, "L-x", True)}
-    (action,) = plan([d], recorded, live).actions
+    action, stale = plan([d], recorded, live).actions
     assert action.renamed_from is None and action.reason == "in sync"
+    # ... and the removed manifest's record of that same deployment is dropped, nothing else.
+    assert (stale.action, stale.name, stale.release, stale.deploy_id) == (
+        "unmanaged", "old-name", True, "L-x",
+    )  # fmt: skip
 
 
 def test_empty_store_adopts_a_matching_deployment() -> None:
