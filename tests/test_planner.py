@@ -71,11 +71,18 @@ def worlds(draw: st.DrawFn) -> tuple[list[Deployment], dict[str, Record], list[L
                 ]
             )
         )
+        # The API runs one deployment per project: a second active one is not a world.
+        busy = any(x.active for x in live if x.project_id == project)
+        statuses = (
+            ["Stopped", "RuntimeError"]
+            if busy
+            else ["Running", "Stopped", "RuntimeError", "InQueue"]
+        )
         live.append(
             LiveDeployment(
                 project,
                 f"L-{n}",
-                draw(st.sampled_from(["Running", "Stopped", "RuntimeError", "InQueue"])),
+                draw(st.sampled_from(statuses)),
                 brokerage,
                 environment,
                 f"2026-01-01T00:00:{n:02d}Z",
@@ -91,11 +98,8 @@ def worlds(draw: st.DrawFn) -> tuple[list[Deployment], dict[str, Record], list[L
         deploy = draw(st.sampled_from([None] + [x.deploy_id for x in live]))
         project = 99
         home = next((x.project_id for x in live if x.deploy_id == deploy), None)
-        # On its deployment's own project (when a manifest names it, a rename), where the
-        # API runs that one deployment at most: never beside another active one.
-        alone = sum(x.active for x in live if x.project_id == home) <= 1
-        if home is not None and alone and draw(st.booleans()):
-            project = home
+        if home is not None and draw(st.booleans()):
+            project = home  # on its deployment's own project: when a manifest names it, a rename
         recorded[f"gone{gone}"] = Record(f"gone{gone}", project, "sha256:x", deploy, True)
     return desired, recorded, live
 
