@@ -4,10 +4,8 @@ fenced.  Daemons are subprocesses against the emulator, with a 1 s lease."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,9 +14,9 @@ import httpx
 import pytest
 
 from reconciler.emulator import Emulator
-from tests.conftest import RECONCILER, cli_env
 from tests.postgres_support import Partition, new_workspace, postgres_url, terminate_sessions
 from tests.test_apply_e2e import manifest, node_for
+from tests.test_watch import Daemon
 
 pytestmark = pytest.mark.slow
 
@@ -35,45 +33,14 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "
     return time.monotonic() - started
 
 
-class Watcher:
-    """`reconciler watch` as a subprocess, its JSON log read in a thread."""
+class Watcher(Daemon):
+    """`reconciler watch` on the shared state, in a home of its own (it keeps nothing)."""
 
     def __init__(self, emulator: Emulator, tmp_path: Path, root: Path, state: dict[str, str],
                  name: str) -> None:  # fmt: skip
-        home = tmp_path / name  # each daemon keeps nothing of its own
+        home = tmp_path / name
         home.mkdir()
-        self.lines: list[dict[str, object]] = []
-        self.proc = subprocess.Popen(
-            [*RECONCILER, "watch", str(root), "--metrics-port", "0", "--log-format", "json",
-             "--resync", "1", "--lease", str(LEASE)],
-            env=cli_env(emulator, home, **state),
-            cwd=home,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )  # fmt: skip
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        wait_for(lambda: self.port is not None, what="the metrics port in the log")
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            try:
-                self.lines.append(json.loads(line))
-            except ValueError:
-                self.lines.append({"raw": line})
-
-    @property
-    def port(self) -> int | None:
-        for line in list(self.lines):
-            if line.get("event") == "metrics_listening":
-                return int(str(line["port"]))
-        return None
-
-    def events(self, *names: str) -> list[dict[str, object]]:
-        return [line for line in list(self.lines) if line.get("event") in names]
+        super().__init__(emulator, home, root, "--resync", "1", "--lease", str(LEASE), **state)
 
     def health(self) -> tuple[int, str]:
         try:

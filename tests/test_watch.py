@@ -28,7 +28,12 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "
 
 
 class Daemon:
-    def __init__(self, emulator: Emulator, tmp_path: Path, root: Path, *extra: str) -> None:
+    """`reconciler watch` as a subprocess in `tmp_path`, its JSON log read in a thread;
+    `env` adds to the environment `cli_env` gives it."""
+
+    def __init__(
+        self, emulator: Emulator, tmp_path: Path, root: Path, *extra: str, **env: str
+    ) -> None:
         self.lines: list[dict[str, object]] = []
         self.proc = subprocess.Popen(
             [
@@ -41,7 +46,7 @@ class Daemon:
                 "json",
                 *extra,
             ],
-            env=cli_env(emulator, tmp_path),
+            env=cli_env(emulator, tmp_path, **env),
             cwd=tmp_path,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -67,8 +72,8 @@ class Daemon:
                 return int(str(line["port"]))
         return None
 
-    def events(self, name: str) -> list[dict[str, object]]:
-        return [line for line in list(self.lines) if line.get("event") == name]
+    def events(self, *names: str) -> list[dict[str, object]]:
+        return [line for line in list(self.lines) if line.get("event") in names]
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=5)
