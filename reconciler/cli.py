@@ -1,7 +1,8 @@
 """Command-line entry point: argparse, and the boundary that turns errors into exit codes.
 
-Each command lives in `reconciler.commands.<name>` with a `run(args) -> int`; modules are
-imported lazily so `reconciler --help` and `reconciler validate` start fast.
+Each command lives in `reconciler.commands.<name>` with a `run(config) -> int`, where
+`config` is the command's typed configuration (`reconciler.config`): argparse stops here.
+Modules are imported lazily so `reconciler --help` and `reconciler validate` start fast.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from reconciler import __version__, collector
+from reconciler import __version__, collector, config
 from reconciler.errors import ReconcilerError
 
 DEFAULT_PATHS = ["deployments/"]
@@ -529,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with collector.paused():
             module = importlib.import_module(f"reconciler.commands.{args.command}")
-        code: int = module.run(args)
+        code: int = module.run(config.for_command(args.command, vars(args)))
         return code
     except ReconcilerError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -5,12 +5,14 @@ Parse at the edge (manifests, API answers, the state store), pass these inside.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
@@ -21,13 +23,105 @@ DEFAULT_VERSION_ID = "-1"
 # Statuses in which a live deployment occupies its project (the API runs one per project).
 ACTIVE_STATUSES = frozenset({"InQueue", "LoggingIn", "Initializing", "History", "Running"})
 
-ACTION_KINDS = (
-    "create", "replace", "restart", "prune", "drift", "blocked", "conflict", "noop", "unmanaged",
-)  # fmt: skip
-# Actions that change what is live (`plan --detailed-exitcode` exits 2 for them).
-CHANGE_KINDS = frozenset({"create", "replace", "restart", "prune"})
-# Actions the plan cannot carry out: they make plan and apply exit 1.
-REFUSED_KINDS = frozenset({"blocked", "conflict"})
+
+class ActionKind(StrEnum):
+    """What the plan does about one deployment (DESIGN §5, §11).  A `StrEnum`: it compares
+    equal to, prints as and serialises as its name (`"create"`), as the JSON plan has it."""
+
+    CREATE = "create"
+    REPLACE = "replace"
+    RESTART = "restart"
+    PRUNE = "prune"
+    DRIFT = "drift"
+    BLOCKED = "blocked"
+    CONFLICT = "conflict"
+    NOOP = "noop"
+    UNMANAGED = "unmanaged"
+
+    @property
+    def starts(self) -> bool:
+        """It sends a create (a replace's second half, a restart)."""
+        return self in _STARTS
+
+    @property
+    def stops(self) -> bool:
+        """It stops a running deployment (a replace's first half, a prune)."""
+        return self in _STOPS
+
+    @property
+    def acts(self) -> bool:
+        """It is sent to the API: one journaled intent."""
+        return self in _STARTS or self in _STOPS
+
+    @property
+    def is_change(self) -> bool:
+        """A change the plan will make: `plan --detailed-exitcode` exits 2 for it."""
+        return self in _STARTS or self in _STOPS
+
+    @property
+    def refused(self) -> bool:
+        """The plan cannot carry it out: plan and apply exit 1."""
+        return self in (ActionKind.BLOCKED, ActionKind.CONFLICT)
+
+    @property
+    def done(self) -> Result:
+        """The result of carrying it out (create -> created ...); only for kinds that act."""
+        return _DONE_RESULT[self]
+
+
+_STARTS = frozenset({ActionKind.CREATE, ActionKind.REPLACE, ActionKind.RESTART})
+_STOPS = frozenset({ActionKind.REPLACE, ActionKind.PRUNE})
+
+
+class Result(StrEnum):
+    """What became of one action (DESIGN §6, §13): the outcome table's RESULT column."""
+
+    CREATED = "created"
+    REPLACED = "replaced"
+    RESTARTED = "restarted"
+    PRUNED = "pruned"
+    ADOPTED = "adopted"
+    RELEASED = "released"
+    IN_SYNC = "in sync"
+    PENDING = "pending"  # a prune without --prune
+    DRIFT = "drift"
+    UNTOUCHED = "untouched"
+    BLOCKED = "blocked"
+    CONFLICT = "conflict"
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # the outcome of a call is not known yet: the next run checks
+    SKIPPED = "skipped"  # shutting down: not sent
+
+    @property
+    def failed(self) -> bool:
+        """It makes apply exit 1."""
+        return self in _FAILED
+
+    @property
+    def started(self) -> bool:
+        """A new deployment was started: health after apply watches it."""
+        return self in (Result.CREATED, Result.REPLACED, Result.RESTARTED)
+
+    @property
+    def changed(self) -> bool:
+        """Live state changed (the GitHub Action's `has-changes`)."""
+        return self in (Result.CREATED, Result.REPLACED, Result.RESTARTED, Result.PRUNED)
+
+    @property
+    def in_sync(self) -> bool:
+        """The deployment now runs what its manifest says."""
+        return self in (Result.CREATED, Result.REPLACED, Result.RESTARTED, Result.ADOPTED)
+
+
+_FAILED = frozenset(
+    {Result.FAILED, Result.UNKNOWN, Result.SKIPPED, Result.CONFLICT, Result.BLOCKED}
+)
+_DONE_RESULT = {
+    ActionKind.CREATE: Result.CREATED,
+    ActionKind.REPLACE: Result.REPLACED,
+    ActionKind.RESTART: Result.RESTARTED,
+    ActionKind.PRUNE: Result.PRUNED,
+}
 
 ON_DELETE = ("stop", "liquidate")
 DEFAULT_ON_DELETE = "stop"
@@ -233,10 +327,6 @@ class Record:
         return value if isinstance(value, dict) else None
 
 
-# Intent kinds: one journaled intent per mutation of live state.
-INTENT_KINDS = ("create", "replace", "restart", "prune")
-
-
 @dataclass(frozen=True)
 class Intent:
     """A mutation journaled before its API call and not yet closed.
@@ -250,10 +340,14 @@ class Intent:
     project_id: int
     spec_hash: str
     created_at: float
-    kind: str = "create"
+    kind: ActionKind = ActionKind.CREATE  # one that acts: create, replace, restart, prune
     old_deploy_id: str | None = None
     spec_json: str | None = None
     on_delete: str = DEFAULT_ON_DELETE
+
+    def __post_init__(self) -> None:
+        if type(self.kind) is not ActionKind:  # as stores and older callers spell it
+            object.__setattr__(self, "kind", ActionKind(self.kind))
 
     @classmethod
     def new(
@@ -262,7 +356,7 @@ class Intent:
         project_id: int,
         spec_hash: str,
         *,
-        kind: str = "create",
+        kind: ActionKind | str = ActionKind.CREATE,
         old_deploy_id: str | None = None,
         spec_json: str | None = None,
         on_delete: str = DEFAULT_ON_DELETE,
@@ -274,7 +368,7 @@ class Intent:
             project_id,
             spec_hash,
             time.time() if now is None else now,
-            kind,
+            ActionKind(kind),
             old_deploy_id,
             spec_json,
             on_delete,
@@ -329,13 +423,29 @@ def spec_changes(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> 
 
 
 @dataclass(frozen=True)
+class Hold:
+    """Why a gate of `policy/` holds an action back, and until when.
+
+    `until`: when it may be tried again (Unix time), or None (until something changes: a
+    flag, a file, a person).  A held action is shown and reported, never carried out.
+    """
+
+    gate: str  # the gate that holds it: restart-backoff, prune-flag, prune-grace, ...
+    why: str
+    until: float | None = None
+
+
+@dataclass(frozen=True)
 class Action:
-    action: str  # one of ACTION_KINDS
+    """One decision of the plan, carrying what it acts on: the engine carries it out from
+    these fields alone (nothing is derived again between plan and apply)."""
+
+    action: ActionKind
     name: str | None  # None for `unmanaged` with no record
     project_id: int
     reason: str
     spec_hash: str | None = None
-    deploy_id: str | None = None  # the live deployment concerned, if any
+    deploy_id: str | None = None  # the live deployment concerned (a replace's, prune's target)
     adopt: bool = False  # a noop that records a matching deployment we did not create
     changes: tuple[Change, ...] = ()  # replace: what changed, field by field
     release: bool = False  # unmanaged: an adopted deployment whose record is dropped
@@ -343,10 +453,66 @@ class Action:
     # The manifest was renamed: the record of OLD (same project, same deployment) becomes
     # this manifest's, ownership included; apply moves it before anything else.
     renamed_from: str | None = None
+    # -- what it acts on: not part of the JSON plan, not compared ---------------------
+    desired: Deployment | None = field(default=None, compare=False, repr=False)
+    # The record it acts from (a renamed manifest's: the old record under the new name).
+    record: Record | None = field(default=None, compare=False, repr=False)
+    # `compileId: latest`: the project's `modified` the plan read (the compile's source).
+    modified: str | None = field(default=None, compare=False)
+    # restart, drift: what live state shows (`L-1 is RuntimeError, it failed: ...`).
+    observed: str = field(default="", compare=False)
+    held: Hold | None = None
+
+    def __post_init__(self) -> None:
+        if type(self.action) is not ActionKind:  # a saved plan, a test: spelled as text
+            object.__setattr__(self, "action", ActionKind(self.action))
+
+    @property
+    def kind(self) -> ActionKind:
+        return self.action
+
+    @property
+    def carried_out(self) -> bool:
+        """It is sent to the API now: it acts and no gate holds it."""
+        return self.action.acts and self.held is None
+
+    @property
+    def verb(self) -> str:
+        """The word the plan shows: the kind, or what a noop/unmanaged does (adopt, ...)."""
+        if self.adopt:
+            return "adopt"
+        if self.renamed_from and self.action is ActionKind.NOOP:
+            return "rename"
+        if self.release:
+            return "release"
+        return self.action.value
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(verb, name, target): what a saved plan must list alike to be applied."""
+        subject = self.name or f"(no manifest) {self.project_id}"
+        return (self.verb, subject, self.deploy_id or "")
+
+    def holding(
+        self,
+        gate: str,
+        why: str,
+        until: float | None = None,
+        *,
+        as_kind: ActionKind | None = None,
+        **fields: Any,
+    ) -> Action:
+        """This action held back by `gate`.  `as_kind`: shown as that kind instead (a
+        restart backing off is `blocked`), with `why` as its reason; `fields`: others
+        to change with it."""
+        hold = Hold(gate, why, until)
+        if as_kind is not None:
+            fields.update(action=as_kind, reason=why)
+        return dataclasses.replace(self, held=hold, **fields)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "action": self.action,
+            "action": self.action.value,
             "name": self.name,
             "projectId": self.project_id,
             "reason": self.reason,
@@ -363,14 +529,14 @@ class Action:
             out["cause"] = self.cause
         if self.renamed_from:
             out["renamedFrom"] = self.renamed_from
-        if self.action == "replace":
+        if self.action is ActionKind.REPLACE:
             out["changes"] = [change.to_json() for change in self.changes]
         return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Action:
         return cls(
-            action=str(data["action"]),
+            action=ActionKind(str(data["action"])),
             name=data.get("name"),
             project_id=int(data["projectId"]),
             reason=str(data.get("reason", "")),
@@ -391,26 +557,42 @@ class Plan:
     notes: tuple[str, ...] = ()
 
     def summary(self) -> dict[str, int]:
-        counts = dict.fromkeys(ACTION_KINDS, 0)
+        counts = dict.fromkeys((kind.value for kind in ActionKind), 0)
         for action in self.actions:
             counts[action.action] += 1
         return counts
 
     @property
     def has_changes(self) -> bool:
-        return any(action.action in CHANGE_KINDS for action in self.actions)
+        return any(action.action.is_change for action in self.actions)
 
     @property
     def refused(self) -> list[Action]:
         """Actions that cannot be carried out (blocked, conflict): exit 1."""
-        return [action for action in self.actions if action.action in REFUSED_KINDS]
+        return [action for action in self.actions if action.action.refused]
 
-    def of_kind(self, kind: str) -> list[Action]:
+    def of_kind(self, kind: ActionKind | str) -> list[Action]:
         return [action for action in self.actions if action.action == kind]
 
+    @property
+    def held(self) -> list[Action]:
+        return [action for action in self.actions if action.held is not None]
 
-# Outcome results that make apply exit 1.
-FAILED_RESULTS = frozenset({"failed", "unknown", "skipped", "conflict", "blocked"})
+    @property
+    def carries_out(self) -> bool:
+        """Something is sent to the API (a create, stop or liquidate)."""
+        return any(action.carried_out for action in self.actions)
+
+    def with_actions(self, actions: Iterable[Action]) -> Plan:
+        return dataclasses.replace(self, actions=tuple(actions))
+
+    def acting(self) -> Plan:
+        """What changes something, live or recorded: carried-out actions, adoptions,
+        releases, renames.  A daemon hands only these to the engine (an unchanged report,
+        a noop, is not written to the history on every resync)."""
+        return self.with_actions(
+            a for a in self.actions if a.carried_out or a.adopt or a.release or a.renamed_from
+        )
 
 
 @dataclass(frozen=True)
@@ -419,21 +601,27 @@ class Outcome:
 
     name: str | None
     project_id: int
-    action: str
-    result: str  # created | replaced | pruned | released | adopted | in sync | pending | ...
+    action: ActionKind
+    result: Result
     deploy_id: str | None = None
     detail: str = ""
 
+    def __post_init__(self) -> None:
+        if type(self.action) is not ActionKind:
+            object.__setattr__(self, "action", ActionKind(self.action))
+        if type(self.result) is not Result:
+            object.__setattr__(self, "result", Result(self.result))
+
     @property
     def failed(self) -> bool:
-        return self.result in FAILED_RESULTS
+        return self.result.failed
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "projectId": self.project_id,
-            "action": self.action,
-            "result": self.result,
+            "action": self.action.value,
+            "result": self.result.value,
             "deployId": self.deploy_id,
             "detail": self.detail,
         }

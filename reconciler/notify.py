@@ -28,7 +28,7 @@ from typing import Any
 from reconciler import secrets
 from reconciler.client import WebhookSender, is_slack_webhook, resolve_webhook_url, url_origin
 from reconciler.errors import ReconcilerError
-from reconciler.model import Action, Deployment, Outcome, Plan, SecretRef
+from reconciler.model import Action, Deployment, Outcome, Plan, Result, SecretRef
 
 ENV = "RECONCILER_NOTIFY"
 EVENTS = (
@@ -38,9 +38,9 @@ EVENTS = (
 # An outcome's result -> its event; results that are not news (in sync, pending, untouched)
 # send nothing.  `unknown` (outcome not known yet) and `skipped` (shutting down) fail apply.
 _EVENT_OF_RESULT = {
-    **{event: event for event in EVENTS},
-    "unknown": "failed",
-    "skipped": "failed",
+    **{Result(event): event for event in EVENTS},
+    Result.UNKNOWN: "failed",
+    Result.SKIPPED: "failed",
 }
 _SLACK_ICONS = {
     "created": ":white_check_mark:", "replaced": ":arrows_counterclockwise:",
@@ -86,7 +86,7 @@ def outcome_event(outcome: Outcome, action: Action | None = None) -> Event | Non
     if event is None:
         return None
     reason = outcome.detail or (action.reason if action is not None else "")
-    if outcome.result in ("unknown", "skipped"):
+    if outcome.result in (Result.UNKNOWN, Result.SKIPPED):
         reason = f"{outcome.action} {outcome.result}: {reason}" if reason else outcome.result
     return make_event(event, outcome.name, outcome.project_id, outcome.deploy_id, reason)
 

@@ -28,10 +28,11 @@ import dataclasses
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from typing import Any
 
 from reconciler.model import (
     Action,
+    ActionKind,
     Deployment,
     LiveDeployment,
     Node,
@@ -41,13 +42,6 @@ from reconciler.model import (
 )
 
 DEFAULT_MAX_PRUNES = 5
-
-# Restart backoff (DESIGN §11): after this many restarts in a row, the next waits
-# 1, 2, 4 ... minutes, at most an hour; the count resets after 30 minutes Running.
-RESTARTS_BEFORE_BACKOFF = 3
-BACKOFF_BASE = 60.0
-BACKOFF_CAP = 3600.0
-STABLE_AFTER = 1800.0
 
 # What each restart policy does for each cause (DESIGN §11's table).
 RESTART_TABLE = {
@@ -84,12 +78,37 @@ def _short(compile_id: str | None) -> str:
     return compile_id or "(unknown)"
 
 
-def _replace_of(
-    desired: Deployment, record: Record, modified: str | None, forced: bool
-) -> Action | None:
+@dataclass(frozen=True)
+class _Subject:
+    """One manifest as the planner decides for it: every action it gets carries the
+    manifest, the record it acts from and the project's `modified` (compileId: latest)."""
+
+    desired: Deployment
+    record: Record | None
+    modified: str | None
+
+    def action(
+        self, kind: ActionKind, reason: str, deploy_id: str | None = None, **more: Any
+    ) -> Action:
+        d = self.desired
+        return Action(
+            kind,
+            d.name,
+            d.project_id,
+            reason,
+            d.spec_hash,
+            deploy_id,
+            desired=d,
+            record=self.record,
+            modified=self.modified,
+            **more,
+        )
+
+
+def _replace_of(subject: _Subject, record: Record, forced: bool) -> Action | None:
     """The replace a managed, running deployment needs, or None when it is in sync."""
-    name, project, spec_hash = desired.name, desired.project_id, desired.spec_hash
-    if record.spec_hash != spec_hash:
+    desired, modified = subject.desired, subject.modified
+    if record.spec_hash != desired.spec_hash:
         changes = spec_changes(record.spec, desired.spec_view())
         if changes:
             reason = "spec changed: " + ", ".join(change.path for change in changes)
@@ -102,7 +121,7 @@ def _replace_of(
         and modified != record.source_modified
     ):
         reason = (
-            f"project {project} changed after compile {_short(record.compile_id)} "
+            f"project {desired.project_id} changed after compile {_short(record.compile_id)} "
             f"(modified {record.source_modified} -> {modified}); compileId: latest"
         )
         changes = ()
@@ -110,131 +129,106 @@ def _replace_of(
         reason, changes = "forced by --replace", ()
     else:
         return None
-    return Action("replace", name, project, reason, spec_hash, record.deploy_id, changes=changes)
+    return subject.action(ActionKind.REPLACE, reason, record.deploy_id, changes=changes)
 
 
 @dataclass(frozen=True)
 class _Restart:
-    """What the planner needs to decide restarts: the time, and `--restart` names."""
+    """What the planner needs to decide restarts: `--restart` names, and what it stopped.
 
-    now: float | None
+    Whether a restart may run *now* (its backoff) is a gate of `policy/`: the planner
+    has no clock."""
+
     forced: Collection[str]
     ours: Collection[str] = ()  # deployments the journal shows this reconciler stopping
 
 
-def backoff_until(record: Record) -> float | None:
-    """When the next restart may run, once restarts in a row reached the threshold."""
-    if record.restarts < RESTARTS_BEFORE_BACKOFF or record.last_restart_at is None:
-        return None
-    wait = BACKOFF_BASE * (1 << min(16, record.restarts - RESTARTS_BEFORE_BACKOFF))
-    return record.last_restart_at + min(BACKOFF_CAP, wait)
-
-
-def _utc(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def _not_running(
-    desired: Deployment,
-    record: Record | None,
+    subject: _Subject,
     latest: LiveDeployment | None,
     known: Mapping[str, LiveDeployment],
     restart: _Restart,
 ) -> Action:
-    """A manifest whose project runs nothing: create, restart, drift or blocked.
+    """A manifest whose project runs nothing: create, restart or drift.
 
     With a record, its deployment's live status says why it is not running; without one
     (an empty or lost store), the project's most recent deployment stands in for the
     record when it matches the manifest: a person's stop is never undone on a guess.
     """
-    name, project, spec_hash = desired.name, desired.project_id, desired.spec_hash
+    desired, record = subject.desired, subject.record
+    create = ActionKind.CREATE
     if record is not None and record.deploy_id:
         if record.last_action == "replace" and record.last_outcome == "stopped":
             reason = f"continuing a replace: {record.deploy_id} was stopped by this reconciler"
-            return Action("create", name, project, reason, spec_hash)
-        if record.spec_hash != spec_hash:
+            return subject.action(create, reason)
+        if record.spec_hash != desired.spec_hash:
             reason = f"spec changed while {record.deploy_id} was not running: a new deployment"
-            return Action("create", name, project, reason, spec_hash)
+            return subject.action(create, reason)
         seen = known.get(record.deploy_id)
-        if seen is not None and (seen.active or seen.project_id != project):
+        if seen is not None and (seen.active or seen.project_id != desired.project_id):
             seen = None  # not what the record says it is: treat it as gone
         status = seen.status if seen is not None else "gone from the live list"
         cause = seen.cause if seen is not None else "stopped"
-        return _by_policy(desired, record, record.deploy_id, status, cause, seen, restart)
+        return _by_policy(subject, record.deploy_id, status, cause, seen, restart)
     if latest is not None and not latest.active and latest.deploy_id in restart.ours:
         reason = (
             f"the project's last deployment {latest.deploy_id} was stopped by this reconciler "
             "(a prune or a replace): a new deployment"
         )
-        return Action("create", name, project, reason, spec_hash)
+        return subject.action(create, reason)
     if latest is not None and (latest.brokerage, latest.environment) == desired.identity:
-        return _by_policy(
-            desired, None, latest.deploy_id, latest.status, latest.cause, latest, restart
-        )
-    return Action("create", name, project, "no live deployment on the project", spec_hash)
+        return _by_policy(subject, latest.deploy_id, latest.status, latest.cause, latest, restart)
+    return subject.action(create, "no live deployment on the project")
 
 
 def _by_policy(
-    desired: Deployment,
-    record: Record | None,
+    subject: _Subject,
     deploy_id: str,
     status: str,
     cause: str,
     seen: LiveDeployment | None,
     restart: _Restart,
 ) -> Action:
-    name, project, spec_hash, policy = (
-        desired.name, desired.project_id, desired.spec_hash, desired.restart_policy,
-    )  # fmt: skip
+    name, policy = subject.desired.name, subject.desired.restart_policy
     forced = name in restart.forced
     why = _CAUSE_TEXT[cause] + (f": {seen.error}" if seen is not None and seen.error else "")
+    observed = f"{deploy_id} is {status}, {why}"
     if not forced and cause not in RESTART_TABLE.get(policy, frozenset()):
-        guess = "" if record is not None else " (no record: the project's last deployment)"
+        guess = "" if subject.record is not None else " (no record: the project's last deployment)"
         reason = (
             f"{deploy_id} is {status}{guess}, {why}; restartPolicy {policy} leaves it: "
             f"`reconciler apply --restart {name}` starts it again"
         )
-        return Action("drift", name, project, reason, spec_hash, deploy_id, cause=cause)
-    until = backoff_until(record) if record is not None else None
-    if not forced and until is not None and restart.now is not None and restart.now < until:
-        reason = (
-            f"{deploy_id} is {status}, {why}; backing off after {record.restarts if record else 0} "
-            f"restarts in a row: next try at {_utc(until)} (or `apply --restart {name}`)"
-        )
-        return Action("blocked", name, project, reason, spec_hash, deploy_id, cause=cause)
+        return subject.action(ActionKind.DRIFT, reason, deploy_id, cause=cause, observed=observed)
     by = "forced by --restart" if forced else f"restartPolicy {policy}"
-    reason = f"{deploy_id} is {status}, {why}; {by}"
-    return Action("restart", name, project, reason, spec_hash, deploy_id, cause=cause)
+    return subject.action(
+        ActionKind.RESTART, f"{observed}; {by}", deploy_id, cause=cause, observed=observed
+    )
 
 
 def _for_manifest(
-    desired: Deployment,
-    record: Record | None,
+    subject: _Subject,
     running: LiveDeployment | None,
     latest: LiveDeployment | None,
     known: Mapping[str, LiveDeployment],
-    modified: str | None,
     forced: bool,
     restart: _Restart,
 ) -> Action:
-    name, project, spec_hash = desired.name, desired.project_id, desired.spec_hash
+    desired, record = subject.desired, subject.record
     if running is None:
-        return _not_running(desired, record, latest, known, restart)
+        return _not_running(subject, latest, known, restart)
     if record is not None and record.deploy_id == running.deploy_id:
-        replace = _replace_of(desired, record, modified, forced)
+        replace = _replace_of(subject, record, forced)
         if replace is None:
             reason = "in sync"
-            if name in restart.forced:
+            if desired.name in restart.forced:
                 reason = f"in sync; {running.deploy_id} is {running.status}: nothing to restart"
-            return Action("noop", name, project, reason, spec_hash, running.deploy_id)
+            return subject.action(ActionKind.NOOP, reason, running.deploy_id)
         if desired.protected:
-            return Action(
-                "blocked",
-                name,
-                project,
+            return subject.action(
+                ActionKind.BLOCKED,
                 f"protected: needs a replace ({replace.reason}); remove `protected: true` "
                 "to allow it",
-                spec_hash,
                 running.deploy_id,
                 changes=replace.changes,
             )
@@ -242,23 +236,17 @@ def _for_manifest(
     wanted = desired.identity
     seen = (running.brokerage, running.environment)
     if seen == wanted:
-        return Action(
-            "noop",
-            name,
-            project,
+        return subject.action(
+            ActionKind.NOOP,
             f"adopting running {running.deploy_id}: same brokerage and environment "
             "(compile not verifiable)",
-            spec_hash,
             running.deploy_id,
             adopt=True,
         )
-    return Action(
-        "conflict",
-        name,
-        project,
+    return subject.action(
+        ActionKind.CONFLICT,
         f"project runs {running.deploy_id} ({seen[0]}/{seen[1]}), not created by this "
         f"reconciler and not matching the manifest ({wanted[0]}/{wanted[1]})",
-        spec_hash,
         running.deploy_id,
     )
 
@@ -312,7 +300,7 @@ def _removed(
         if record is None:
             actions.append(
                 Action(
-                    "unmanaged",
+                    ActionKind.UNMANAGED,
                     None,
                     project_id,
                     "running without a manifest; not created by this reconciler",
@@ -325,7 +313,7 @@ def _removed(
         if not record.owned:
             actions.append(
                 Action(
-                    "unmanaged",
+                    ActionKind.UNMANAGED,
                     record.name,
                     project_id,
                     "manifest removed; adopted, not created by this reconciler: its record "
@@ -333,30 +321,33 @@ def _removed(
                     record.spec_hash,
                     running.deploy_id,
                     release=True,
+                    record=record,
                 )
             )
         elif record.protected:
             actions.append(
                 Action(
-                    "blocked",
+                    ActionKind.BLOCKED,
                     record.name,
                     project_id,
                     "manifest removed but the deployment is protected: it is not stopped "
                     "(restore the manifest without `protected`, apply, then remove it)",
                     record.spec_hash,
                     running.deploy_id,
+                    record=record,
                 )
             )
         else:
             verb = "liquidate and stop" if record.on_delete == "liquidate" else "stop"
             actions.append(
                 Action(
-                    "prune",
+                    ActionKind.PRUNE,
                     record.name,
                     project_id,
                     f"manifest removed; created by this reconciler (onDelete: {verb})",
                     record.spec_hash,
                     running.deploy_id,
+                    record=record,
                 )
             )
     running_ids = {a.deploy_id for a in active.values()}
@@ -368,7 +359,7 @@ def _removed(
             # it now: this stale record is dropped, the deployment is never touched.
             actions.append(
                 Action(
-                    "unmanaged",
+                    ActionKind.UNMANAGED,
                     record.name,
                     record.project_id,
                     f"manifest removed; its deployment {record.deploy_id} runs under another "
@@ -376,18 +367,20 @@ def _removed(
                     record.spec_hash,
                     record.deploy_id,
                     release=True,
+                    record=record,
                 )
             )
             continue
         actions.append(
             Action(
-                "prune",
+                ActionKind.PRUNE,
                 record.name,
                 record.project_id,
                 f"manifest removed; recorded deployment {record.deploy_id or '-'} is not "
                 "running: only the record is dropped",
                 record.spec_hash,
                 None,
+                record=record,
             )
         )
     return actions
@@ -400,10 +393,12 @@ def _interlocked(
 
     Returns the actions and the interlock's one-line reason (None when none tripped).
     """
-    stopping = [a for a in actions if a.action == "prune" and a.deploy_id]
+    stopping = [a for a in actions if a.action is ActionKind.PRUNE and a.deploy_id]
     why = None
     if desired_count == 0 and any(r.owned and r.deploy_id for r in recorded.values()):
-        owned = sum(1 for a in actions if a.action in ("prune", "blocked") and a.deploy_id)
+        owned = sum(
+            1 for a in actions if a.action in (ActionKind.PRUNE, ActionKind.BLOCKED) and a.deploy_id
+        )
         why = (
             f"prune refused: no manifests were found while {owned} deployment(s) created by "
             "this reconciler run; a wrong path must not stop everything. Nothing will be "
@@ -418,9 +413,9 @@ def _interlocked(
         return actions, None
     out = []
     for action in actions:
-        if action.action == "prune":
+        if action.action is ActionKind.PRUNE:
             action = Action(
-                "blocked",
+                ActionKind.BLOCKED,
                 action.name,
                 action.project_id,
                 "prune refused by an interlock (below)",
@@ -429,7 +424,7 @@ def _interlocked(
             )
         elif action.release and desired_count == 0:
             action = Action(
-                "unmanaged",
+                ActionKind.UNMANAGED,
                 action.name,
                 action.project_id,
                 "record kept: prune refused by an interlock (below)",
@@ -451,7 +446,6 @@ def plan(
     force_restart: Collection[str] = (),
     max_prunes: int = DEFAULT_MAX_PRUNES,
     pruning: bool = True,
-    now: float | None = None,
     stopped_by_us: Collection[str] = (),
 ) -> Plan:
     """Compare the views and return the actions, in a deterministic order.
@@ -460,7 +454,7 @@ def plan(
     for `compileId: latest`).  `nodes`: the organisation's live nodes by id, for the
     pre-flight check (None: not checked).  `force_replace` / `force_restart`: names from
     `--replace` / `--restart`.  `pruning`: prunes will be carried out (they free nodes).
-    `now`: the time, for restart backoff (the planner reads no clock).  `stopped_by_us`:
+    `stopped_by_us`:
     deployIds the journal shows this reconciler stopping (see `unrecorded_stopped`).
     """
     live = list(live)
@@ -468,19 +462,22 @@ def plan(
     latest = latest_by_project(live)
     known = {item.deploy_id: item for item in live}
     modified = projects or {}
-    restart = _Restart(now, force_restart, stopped_by_us)
+    restart = _Restart(force_restart, stopped_by_us)
     wanted = sorted(desired, key=lambda d: d.name)
     renamed = _renames(wanted, recorded, {**latest, **active})
     actions = []
     for d in wanted:
         old = renamed.get(d.name)
-        action = _for_manifest(
+        subject = _Subject(
             d,
             dataclasses.replace(old, name=d.name) if old else recorded.get(d.name),
+            modified.get(d.project_id),
+        )
+        action = _for_manifest(
+            subject,
             active.get(d.project_id),
             latest.get(d.project_id),
             known,
-            modified.get(d.project_id),
             d.name in force_replace,
             restart,
         )
@@ -495,10 +492,7 @@ def plan(
     leftovers = _removed(recorded, kept, claimed, active)
     actions, interlock = _interlocked(actions + leftovers, len(wanted), recorded, max_prunes)
     checked = Plan(tuple(actions), (interlock,) if interlock else ())
-    return checked if nodes is None else preflight(checked, wanted, nodes, pruning)
-
-
-STARTING = frozenset({"create", "replace", "restart"})
+    return checked if nodes is None else preflight(checked, nodes, pruning)
 
 
 def unrecorded_stopped(
@@ -519,33 +513,32 @@ def unrecorded_stopped(
     return out
 
 
-def preflight(
-    plan: Plan, desired: Iterable[Deployment], nodes: Mapping[str, Node], pruning: bool = True
-) -> Plan:
+def preflight(plan: Plan, nodes: Mapping[str, Node], pruning: bool = True) -> Plan:
     """Block what would start on an unknown node or one busy with a project this plan
     does not stop first (DESIGN §11): no create is sent for it.  `pruning`: the plan's
-    prunes will be carried out (they free their nodes)."""
-    by_name = {d.name: d for d in desired}
+    prunes will be carried out (they free their nodes); a prune a gate holds frees
+    nothing."""
     actions = plan.actions
-    freed = {a.project_id for a in actions if a.action == "replace"}
+    freed = {a.project_id for a in actions if a.action is ActionKind.REPLACE and not a.held}
     if pruning:
-        freed |= {a.project_id for a in actions if a.action == "prune" and a.deploy_id}
+        freed |= {
+            a.project_id
+            for a in actions
+            if a.action is ActionKind.PRUNE and a.deploy_id and not a.held
+        }
     out = []
     for action in actions:
-        wanted = by_name.get(action.name or "")
-        why = _node_problem(wanted, nodes, freed) if action.action in STARTING else None
-        if wanted is not None and why is not None:
-            action = Action(
-                "blocked",
-                action.name,
-                action.project_id,
+        starting = action.action.starts and not action.held
+        why = _node_problem(action.desired, nodes, freed) if starting else None
+        if why is not None:
+            action = action.holding(
+                "preflight",
                 f"{why}; no {action.action} is sent ({action.reason})",
-                action.spec_hash,
-                action.deploy_id,
-                changes=action.changes,
+                as_kind=ActionKind.BLOCKED,
+                cause="",  # not a restart backing off: a node in the way
             )
         out.append(action)
-    return Plan(tuple(out), plan.notes)
+    return plan.with_actions(out)
 
 
 def _node_problem(

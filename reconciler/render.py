@@ -9,20 +9,20 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reconciler.model import Action, Change, Outcome, Plan
+from reconciler.model import Action, ActionKind, Change, Outcome, Plan, Result
 
 PLAN_FORMAT_VERSION = 1
 
 _SYMBOLS = {
-    "create": "+",
-    "replace": "~",
-    "restart": "^",
-    "prune": "-",
-    "drift": "*",
-    "blocked": "x",
-    "conflict": "!",
-    "unmanaged": "?",
-    "noop": "=",
+    ActionKind.CREATE: "+",
+    ActionKind.REPLACE: "~",
+    ActionKind.RESTART: "^",
+    ActionKind.PRUNE: "-",
+    ActionKind.DRIFT: "*",
+    ActionKind.BLOCKED: "x",
+    ActionKind.CONFLICT: "!",
+    ActionKind.UNMANAGED: "?",
+    ActionKind.NOOP: "=",
 }
 
 
@@ -60,27 +60,23 @@ def change_line(change: Change) -> str:
     return f"~ {change.path}: {_shown(change.before)} -> {_shown(change.after)}"
 
 
-def _verb(action: Action) -> str:
-    if action.adopt:
-        return "adopt"
-    if action.renamed_from and action.action == "noop":
-        return "rename"
-    if action.release:
-        return "release"
-    return action.action
+def _shown_in_plan(action: Action) -> bool:
+    """In sync says nothing; a noop with something to say is shown."""
+    return not (
+        action.action is ActionKind.NOOP and not action.adopt and action.reason == "in sync"
+    )
 
 
 def plan_text(plan: Plan) -> str:
     """Terraform-like text: one line per action worth a look, then the summary line."""
     lines = []
     for action in plan.actions:
-        if action.action == "noop" and not action.adopt and action.reason == "in sync":
-            continue  # in sync says nothing; a noop with something to say is shown
+        if not _shown_in_plan(action):
+            continue
         symbol = _SYMBOLS[action.action]
         subject = action.name or f"(no manifest) {action.deploy_id}"
         lines.append(
-            f"  {symbol} {_verb(action):<9} {subject} (project {action.project_id}): "
-            f"{action.reason}"
+            f"  {symbol} {action.verb:<9} {subject} (project {action.project_id}): {action.reason}"
         )
         lines.extend(f"        {change_line(change)}" for change in action.changes)
     if not plan.has_changes and not plan.refused:
@@ -157,18 +153,14 @@ def _md_code(lines: Sequence[str]) -> str:
     return "\n".join([fence, *lines, fence])
 
 
-def _shown_in_plan(action: Action) -> bool:
-    return not (action.action == "noop" and not action.adopt and action.reason == "in sync")
-
-
 def _md_row(action: Action) -> str:
     subject = action.name or f"(no manifest) {action.deploy_id}"
-    verb = f"`{_SYMBOLS[action.action]} {_verb(action)}`"
+    verb = f"`{_SYMBOLS[action.action]} {action.verb}`"
     return f"| {verb} | {md_cell(subject)} | {action.project_id} | {md_cell(action.reason)} |"
 
 
 def _md_changes(action: Action) -> str:
-    if action.action != "replace" or not action.changes:
+    if action.action is not ActionKind.REPLACE or not action.changes:
         return ""
     lines = [change_line(change)[:_CELL_LIMIT] for change in action.changes]
     title = f"**{md_cell(action.name or '')}** (project {action.project_id})"
@@ -220,7 +212,7 @@ def plan_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
     if left:
         kinds: dict[str, int] = {}
         for action in left:
-            kinds[_verb(action)] = kinds.get(_verb(action), 0) + 1
+            kinds[action.verb] = kinds.get(action.verb, 0) + 1
         detail = ", ".join(f"{n:,} {verb}" for verb, n in kinds.items())
         lines += [
             f"> **{len(left):,} of {len(actions):,} actions not shown** ({detail}) to stay "
@@ -246,14 +238,14 @@ def outcome_line(outcome: Outcome) -> str:
     text = f"{subject}: {outcome.result}"
     if outcome.deploy_id:
         text += f" {outcome.deploy_id}"
-    if outcome.detail and outcome.result not in ("created",):
+    if outcome.detail and outcome.result is not Result.CREATED:
         text += f" ({outcome.detail})"
     return text
 
 
 def _outcome_rows(outcomes: Sequence[Outcome]) -> list[Outcome]:
     """The rows of the outcome table (text, JSON, markdown): all but the in-sync ones."""
-    shown = [o for o in outcomes if o.result != "in sync"]
+    shown = [o for o in outcomes if o.result is not Result.IN_SYNC]
     return sorted(shown, key=lambda o: (o.name or "~", o.project_id))
 
 

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from reconciler.client import Credentials, Observer, QuantConnectClient, resolve_api_url
-from reconciler.engine import Engine, EngineOptions, load_desired
+from reconciler.config import Connection
+from reconciler.engine import Engine, EngineOptions
 from reconciler.model import Deployment, LiveDeployment
-from reconciler.state import (
-    StateStore,
-    manifest_cache_path,
-    open_store,
-    state_path,
-    workspace_name,
-)
+from reconciler.sources import DesiredSet, files
+from reconciler.state import StateStore, manifest_cache_path, open_store
 
 
 @dataclass
@@ -38,23 +33,6 @@ def _nothing(_: Sequence[Deployment]) -> None:
     return None
 
 
-def state_location(args: argparse.Namespace) -> str:
-    """The state database a command uses: `--state`/RECONCILER_STATE, the sandbox's, or the
-    default."""
-    if args.state:
-        return str(args.state)
-    if getattr(args, "sandbox", False):
-        from reconciler.sandbox import SANDBOX_DIR
-
-        return str(SANDBOX_DIR / "state.db")
-    return state_path(None)
-
-
-def workspace_of(args: argparse.Namespace) -> str:
-    """`--workspace`, else RECONCILER_WORKSPACE, else `default` (a SQLite file holds one)."""
-    return workspace_name(getattr(args, "workspace", None))
-
-
 class LivePrefetch:
     """`/live/list` read in a thread, with a client of its own, while the caller parses.
 
@@ -63,11 +41,11 @@ class LivePrefetch:
     problems are still reported first.
     """
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, api_url: str | None) -> None:
         self._live: list[LiveDeployment] = []
         self._error: BaseException | None = None
         self._thread = threading.Thread(
-            target=self._fetch, args=(args.api_url,), name="live-prefetch", daemon=True
+            target=self._fetch, args=(api_url,), name="live-prefetch", daemon=True
         )
         self._thread.start()
 
@@ -86,15 +64,15 @@ class LivePrefetch:
         return self._live
 
 
-def load_desired_for(args: argparse.Namespace, paths: Sequence[str]) -> list[Deployment]:
+def load_desired_for(connection: Connection, paths: Sequence[str]) -> DesiredSet:
     """The validated manifests, unchanged files answered from the cache beside the state."""
-    cache = manifest_cache_path(state_location(args), workspace_of(args))
-    return load_desired(paths, cache_path=cache)
+    cache = manifest_cache_path(connection.state_location, connection.workspace_name)
+    return files.read(paths, cache_path=cache)
 
 
 @contextlib.contextmanager
 def connect(
-    args: argparse.Namespace,
+    connection: Connection,
     desired: Sequence[Deployment] = (),
     *,
     concurrency: int = 8,
@@ -103,24 +81,22 @@ def connect(
     """Client + store (+ the embedded emulator with --sandbox), closed on exit."""
     with contextlib.ExitStack() as stack:
         reseed: Callable[[Sequence[Deployment]], None] = _nothing
-        if getattr(args, "sandbox", False):
+        if connection.sandbox:
             from reconciler.sandbox import Sandbox
 
             sandbox = stack.enter_context(Sandbox(desired))
             api_url, credentials = sandbox.api_url, sandbox.credentials
             reseed = sandbox.seed
         else:
-            api_url = resolve_api_url(args.api_url)
+            api_url = resolve_api_url(connection.api_url)
             credentials = Credentials.from_env()
-        store = open_store(state_location(args), workspace_of(args))
+        store = open_store(connection.state_location, connection.workspace_name)
         stack.callback(store.close)
         client = stack.enter_context(
             QuantConnectClient(
                 api_url, credentials, max_connections=max(concurrency, 4), observer=observer
             )
         )
-        options = EngineOptions(
-            concurrency=concurrency, secret_fallback=bool(getattr(args, "sandbox", False))
-        )
+        options = EngineOptions(concurrency=concurrency, secret_fallback=connection.sandbox)
         engine = Engine(client, store, options)
-        yield Runtime(client, store, engine, bool(args.sandbox), api_url, reseed)
+        yield Runtime(client, store, engine, connection.sandbox, api_url, reseed)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler import secrets
-from reconciler.model import Action, Deployment, LiveDeployment, Outcome, Record
+from reconciler.model import Action, ActionKind, Deployment, LiveDeployment, Outcome, Record
 from reconciler.state import HistoryEntry
 
 VERSION = 1
@@ -24,15 +24,14 @@ HISTORY_LIMIT = 50
 # What each planned action means for a deployment, in words and a tone (the page's
 # colour: ok | busy | warn | bad).  The words are what a reader needs; colour only helps.
 _PLANNED = {
-    "noop": ("in sync", "ok"),
-    "create": ("creating", "busy"),
-    "replace": ("replacing", "busy"),
-    "restart": ("restarting", "warn"),
-    "conflict": ("conflict", "bad"),
-    "blocked": ("blocked", "bad"),
+    ActionKind.NOOP: ("in sync", "ok"),
+    ActionKind.CREATE: ("creating", "busy"),
+    ActionKind.REPLACE: ("replacing", "busy"),
+    ActionKind.RESTART: ("restarting", "warn"),
+    ActionKind.CONFLICT: ("conflict", "bad"),
+    ActionKind.BLOCKED: ("blocked", "bad"),
 }
 _DRIFT = {"failed": ("failed", "bad"), "stopped": ("stopped", "warn"), "exited": ("exited", "warn")}
-_DONE = frozenset({"created", "replaced", "restarted", "adopted"})
 
 
 def _status(
@@ -41,19 +40,20 @@ def _status(
     if outcome is not None:
         if outcome.failed:
             return ("failed", "bad")
-        if outcome.result in _DONE:
+        if outcome.result.in_sync:
             return ("in sync", "ok")
     if action is None:
         return ("unknown", "warn")
-    if action.action in ("create", "replace", "restart") and retry_in is not None:
+    kind = action.action
+    if kind.starts and retry_in is not None:
         return ("backing off", "warn")
-    if action.action == "drift":
+    if kind is ActionKind.DRIFT:
         return _DRIFT.get(action.cause, ("not running", "warn"))
-    if action.action == "blocked" and action.cause:
+    if kind is ActionKind.BLOCKED and action.cause:
         return ("backing off", "warn")  # a restart waiting out its backoff
-    if action.action == "noop" and action.adopt:
+    if kind is ActionKind.NOOP and action.adopt:
         return ("adopting", "busy")
-    return _PLANNED.get(action.action, (action.action, "warn"))
+    return _PLANNED.get(kind, (kind.value, "warn"))
 
 
 def _live_status(
@@ -63,7 +63,7 @@ def _live_status(
     live: Mapping[str, LiveDeployment],
 ) -> tuple[str, str | None]:
     """(the live status, the deployment id) of what the manifest's project runs for it."""
-    if outcome is not None and outcome.deploy_id and outcome.result in _DONE:
+    if outcome is not None and outcome.deploy_id and outcome.result.in_sync:
         return ("Running", outcome.deploy_id)  # health was awaited before the outcome
     deploy_id = (action.deploy_id if action else None) or (record.deploy_id if record else None)
     seen = live.get(deploy_id or "")

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.model import Deployment, LiveDeployment, Node, Plan, Record, SecretRef
+from reconciler import policy
+from reconciler.model import Action, Deployment, LiveDeployment, Node, Plan, Record, SecretRef
 from reconciler.planner import plan, unrecorded_stopped
 
 BROKERAGES = [
@@ -218,7 +219,7 @@ def test_a_renamed_manifest_takes_its_record_over() -> None:
     assert [c.path for c in action.changes] == ["compileId"]
     # Renamed while a person had stopped it: still that record's drift, not a new create.
     stopped = [dataclasses.replace(live[0], status="Stopped", launched="2026-01-01")]
-    (action,) = plan([d], {"old-name": old}, stopped, now=0.0).actions
+    (action,) = plan([d], {"old-name": old}, stopped).actions
     assert (action.action, action.renamed_from) == ("drift", "old-name")
 
 
@@ -291,13 +292,13 @@ def test_restart_policy_table(policy: str, status: str, expected: str) -> None:
     d = dataclasses.replace(deployment("p", 3), restart_policy=policy)
     recorded = {"p": Record("p", 3, d.spec_hash, "L-old", True)}
     live = [LiveDeployment(3, "L-old", status, "QuantConnectBrokerage", "paper", "2026-01-01")]
-    (action,) = plan([d], recorded, live, now=0.0).actions
+    (action,) = plan([d], recorded, live).actions
     assert (action.action, action.deploy_id) == (expected, "L-old"), action
     assert action.cause == {"RuntimeError": "failed", "DeployError": "failed"}.get(
         status, {"Invalid": "failed", "Completed": "exited"}.get(status, "stopped")
     )
     # `--restart NAME` starts it again whatever the policy and the cause.
-    (forced,) = plan([d], recorded, live, force_restart={"p"}, now=0.0).actions
+    (forced,) = plan([d], recorded, live, force_restart={"p"}).actions
     assert forced.action == "restart" and "forced by --restart" in forced.reason
 
 
@@ -338,23 +339,29 @@ def test_a_replace_stopped_by_us_continues_with_a_create() -> None:
 
 
 def test_restarts_back_off_with_an_injected_clock() -> None:
+    # The backoff is a gate of policy/ since issue 19 (the planner has no clock): the
+    # planner plans the restart, the gate holds it with the time it may run.
     d = deployment("p", 3)
     live = [LiveDeployment(3, "L-1", "RuntimeError", "QuantConnectBrokerage", "paper", "2026")]
 
+    def gated(record: Record, now: float, forced: frozenset[str] = frozenset()) -> Action:
+        planned = plan([d], {"p": record}, live, force_restart=forced)
+        (action,) = policy.gate(planned, policy.Facts(force_restart=forced), now).actions
+        return action
+
     def act(restarts: int, last: float, now: float) -> str:
         record = Record("p", 3, d.spec_hash, "L-1", True, restarts=restarts, last_restart_at=last)
-        (action,) = plan([d], {"p": record}, live, now=now).actions
-        return action.action
+        return gated(record, now).action
 
     assert act(2, 1000.0, 1000.0) == "restart"  # fewer than 3 in a row: at once
     for restarts, minutes in ((3, 1), (4, 2), (5, 4), (6, 8), (9, 60), (30, 60)):
         assert act(restarts, 1000.0, 1000.0 + minutes * 60 - 1) == "blocked", restarts
         assert act(restarts, 1000.0, 1000.0 + minutes * 60) == "restart", restarts
     record = Record("p", 3, d.spec_hash, "L-1", True, restarts=5, last_restart_at=1000.0)
-    (blocked,) = plan([d], {"p": record}, live, now=1001.0).actions
+    blocked = gated(record, 1001.0)
     assert "next try at 1970-01-01 00:20:40 UTC" in blocked.reason
-    (forced,) = plan([d], {"p": record}, live, now=1001.0, force_restart={"p"}).actions
-    assert forced.action == "restart"
+    assert blocked.held is not None and blocked.held.until == 1000.0 + 4 * 60
+    assert gated(record, 1001.0, frozenset({"p"})).action == "restart"
 
 
 def test_preflight_blocks_unknown_and_busy_nodes() -> None:

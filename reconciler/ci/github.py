@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import render
-from reconciler.model import Action, Plan
+from reconciler.model import Action, Plan, Result
 
 COMMANDS = ("validate", "plan", "apply")
-CHANGED_RESULTS = frozenset({"created", "replaced", "restarted", "pruned"})
+CHANGED_RESULTS = frozenset(result.value for result in Result if result.changed)
 # Input -> the variable the reconciler reads, passed only when the input is not empty (so
 # an input the installed version does not know yet, like WORKSPACE, costs nothing).
 _ENV_OF_INPUT = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -10,6 +9,7 @@ import sys
 import threading
 from types import FrameType
 
+from reconciler.config import EmulatorConfig
 from reconciler.emulator import Emulator, load_seed_file, parse_fault
 from reconciler.errors import ConfigError
 
@@ -24,23 +24,23 @@ def _credentials() -> tuple[str | None, str | None]:
     return user_id or None, token or None
 
 
-def _admin(args: argparse.Namespace) -> int:
+def _admin(config: EmulatorConfig) -> int:
     """`--admin ACTION:JSON`: change a persisted world (the sandbox's, or --data DIR) and
     exit, so the sandbox can rehearse a person's stop, a crash or new code."""
-    if args.sandbox:
+    if config.sandbox:
         from reconciler.sandbox import SANDBOX_DIR, sandbox_credentials
 
         credentials = sandbox_credentials(SANDBOX_DIR)
         user_id: str | None = credentials.user_id
         token: str | None = credentials.token
         data_dir = str(SANDBOX_DIR / "emulator")
-    elif args.data:
+    elif config.data:
         user_id, token = _credentials()
-        data_dir = args.data
+        data_dir = config.data
     else:
         raise ConfigError("--admin changes a persisted world: add --sandbox or --data DIR")
     actions = []
-    for spec in args.admin:
+    for spec in config.admin:
         action, _, text = spec.partition(":")
         try:
             body = json.loads(text) if text.strip() else {}
@@ -63,35 +63,35 @@ def _admin(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.admin:
-        return _admin(args)
-    if args.sandbox:
+def run(config: EmulatorConfig) -> int:
+    if config.admin:
+        return _admin(config)
+    if config.sandbox:
         raise ConfigError("--sandbox goes with --admin (the sandbox's emulator is not served)")
     user_id, token = _credentials()
     faults = []
-    for spec in args.fault:
+    for spec in config.fault:
         try:
             faults.append(parse_fault(spec))
         except ValueError as error:
             raise ConfigError(str(error)) from None
-    if args.compile_delay < 0:
+    if config.compile_delay < 0:
         raise ConfigError("--compile-delay must not be negative")
-    if args.startup_delay < 0:
+    if config.startup_delay < 0:
         raise ConfigError("--startup-delay must not be negative")
     try:
         emulator = Emulator(
-            args.host,
-            args.port,
+            config.host,
+            config.port,
             user_id=user_id,
             token=token,
-            data_dir=args.data,
-            compile_delay=args.compile_delay,
-            startup_delay=args.startup_delay,
+            data_dir=config.data,
+            compile_delay=config.compile_delay,
+            startup_delay=config.startup_delay,
             access_log=lambda line: print(line, file=sys.stderr, flush=True),
         )
-        if args.seed:
-            emulator.seed(load_seed_file(args.seed))
+        if config.seed:
+            emulator.seed(load_seed_file(config.seed))
         for endpoint, knobs in faults:
             emulator.inject(endpoint, **knobs)
     except (TypeError, ValueError) as error:
@@ -99,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         emulator.start()
     except OSError as error:
-        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
+        raise ConfigError(
+            f"cannot listen on {config.host}:{config.port}: {error.strerror}"
+        ) from None
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -1,15 +1,20 @@
-"""`reconciler plan`: show (and optionally save) what apply would do."""
+"""`reconciler plan`: show (and optionally save) what apply would do.
+
+The reconcile cycle run dry: nothing is written (open intents are resolved in memory
+only), nothing is sent.
+"""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
 import uuid
 from pathlib import Path
 
-from reconciler import render
+from reconciler import policy, render
+from reconciler.config import PlanConfig
+from reconciler.cycle import Cycle
 from reconciler.errors import ConfigError
 from reconciler.runtime import LivePrefetch, connect, load_desired_for
 
@@ -26,43 +31,45 @@ def write_plan_file(path: str, document: dict[str, object]) -> None:
         raise ConfigError(f"cannot write plan file {path}: {error.strerror}") from None
 
 
-def run(args: argparse.Namespace) -> int:
+def run(config: PlanConfig) -> int:
+    connection = config.connection
     # The live list is read (in a thread) while the manifests are parsed: plan only reads.
-    prefetch = None if args.sandbox else LivePrefetch(args)
-    desired = load_desired_for(args, args.paths)
-    with connect(args, desired) as rt:
-        live = prefetch.result() if prefetch else rt.engine.fetch_live()
-        if rt.store.open_intents():
-            with rt.store.lock():
-                rt.engine.resolve_open_intents(live)
-        plan, fingerprints = rt.engine.make_plan(desired, live, fingerprinted=bool(args.out))
-        if args.out:
+    prefetch = None if connection.sandbox else LivePrefetch(connection.api_url)
+    desired = load_desired_for(connection, config.paths)
+    with connect(connection, desired.deployments) as rt:
+        cycle = Cycle(rt.engine, rt.store)
+        live = prefetch.result if prefetch else None
+        # Prunes are shown as what apply --prune would do: no flag holds them here.
+        result = cycle.run(desired, policy.Facts(), dry=True, live=live)
+        plan = result.plan
+        if config.out:
             write_plan_file(
-                args.out,
+                config.out,
                 render.plan_json(
                     plan,
                     {
-                        "fingerprints": fingerprints,
+                        "fingerprints": result.views.fingerprints(),
                         "nonce": uuid.uuid4().hex,
-                        "paths": list(args.paths),
+                        "paths": list(config.paths),
                         "apiUrl": rt.api_url,
                         "sandbox": rt.sandbox,
                         "createdAt": time.time(),
                     },
                 ),
             )
-    if args.format == "json":
+    if config.format == "json":
         print(render.dumps(render.plan_json(plan)))
-    elif args.format == "markdown":
+    elif config.format == "markdown":
         print(render.plan_markdown(plan), end="")
     else:
         print(render.plan_text(plan))
-        if args.out:
+        if config.out:
             print(
-                f"\nSaved the plan to {args.out}; apply it with: reconciler apply --plan {args.out}"
+                f"\nSaved the plan to {config.out}; apply it with: "
+                f"reconciler apply --plan {config.out}"
             )
     if plan.refused:
         return 1
-    if args.detailed_exitcode and plan.has_changes:
+    if config.detailed_exitcode and plan.has_changes:
         return 2
     return 0

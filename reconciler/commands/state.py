@@ -6,16 +6,15 @@ Nothing here talks to the QuantConnect API: these commands read and change the s
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 from reconciler import render
+from reconciler.config import StateConfig
 from reconciler.errors import ConfigError, StateLockedError
 from reconciler.model import Intent, Record
-from reconciler.runtime import state_location, workspace_of
 from reconciler.state import (
     HistoryEntry,
     StateStore,
@@ -27,11 +26,11 @@ from reconciler.state import (
 )
 
 
-def run(args: argparse.Namespace) -> int:
-    command: Callable[[argparse.Namespace, StateStore], int] = COMMANDS[args.state_command]
-    store = open_store(state_location(args), workspace_of(args))
+def run(config: StateConfig) -> int:
+    command: Callable[[StateConfig, StateStore], int] = COMMANDS[config.state_command]
+    store = open_store(config.connection.state_location, config.connection.workspace_name)
     try:
-        return command(args, store)
+        return command(config, store)
     finally:
         store.close()
 
@@ -115,10 +114,10 @@ def _print_json(value: dict[str, Any]) -> None:
 # -- the subcommands -------------------------------------------------------------------
 
 
-def list_records(args: argparse.Namespace, store: StateStore) -> int:
+def list_records(config: StateConfig, store: StateStore) -> int:
     records = list(store.records().values())
     intents = store.open_intents()
-    if args.format == "json":
+    if config.format == "json":
         _print_json(
             {
                 **_where(store),
@@ -149,8 +148,8 @@ def list_records(args: argparse.Namespace, store: StateStore) -> int:
     return 0
 
 
-def _record_or_fail(store: StateStore, name: str) -> Record:
-    record = store.records().get(name)
+def _record_or_fail(store: StateStore, name: str | None) -> Record:
+    record = store.records().get(name or "")
     if record is None:
         raise ConfigError(
             f"no record named {name!r} in {_named(store)} (`reconciler state list` shows them)"
@@ -158,10 +157,10 @@ def _record_or_fail(store: StateStore, name: str) -> Record:
     return record
 
 
-def show(args: argparse.Namespace, store: StateStore) -> int:
-    record = _record_or_fail(store, args.name)
+def show(config: StateConfig, store: StateStore) -> int:
+    record = _record_or_fail(store, config.name)
     intents = [i for i in store.open_intents() if i.name == record.name]
-    if args.format == "json":
+    if config.format == "json":
         _print_json(
             {
                 **_where(store),
@@ -196,13 +195,13 @@ def show(args: argparse.Namespace, store: StateStore) -> int:
     return 0
 
 
-def history(args: argparse.Namespace, store: StateStore) -> int:
-    entries = list(reversed(store.history(args.limit, name=args.name)))
-    if args.format == "json":
+def history(config: StateConfig, store: StateStore) -> int:
+    entries = list(reversed(store.history(config.limit, name=config.name)))
+    if config.format == "json":
         _print_json({**_where(store), "history": [history_json(e) for e in entries]})
         return 0
     if not entries:
-        print("No history" + (f" for {args.name}" if args.name else "") + ".")
+        print("No history" + (f" for {config.name}" if config.name else "") + ".")
         return 0
     rows = [["TIME", "ACTION", "OUTCOME", "NAME", "PROJECT", "DEPLOY ID", "DETAIL"]]
     rows += [
@@ -221,16 +220,16 @@ def history(args: argparse.Namespace, store: StateStore) -> int:
     return 0
 
 
-def forget(args: argparse.Namespace, store: StateStore) -> int:
+def forget(config: StateConfig, store: StateStore) -> int:
     with store.lock(timeout=30):
-        record = _record_or_fail(store, args.name)
+        record = _record_or_fail(store, config.name)
         store.forget_record(
             record.name,
             action="forget",
             outcome="forgotten",
             detail="`reconciler state forget`: the deployment was left running",
         )
-    if args.format == "json":
+    if config.format == "json":
         _print_json({**_where(store), "forgotten": record_json(record)})
         return 0
     print(
@@ -241,17 +240,17 @@ def forget(args: argparse.Namespace, store: StateStore) -> int:
     return 0
 
 
-def unlock(args: argparse.Namespace, store: StateStore) -> int:
+def unlock(config: StateConfig, store: StateStore) -> int:
     holder = store.lock_holder()
     if holder is None:
-        if args.format == "json":
+        if config.format == "json":
             _print_json({**_where(store), "locked": False, "unlocked": False})
         else:
             print(f"Not locked ({_named(store)}).")
         return 0
-    if args.format != "json":
+    if config.format != "json":
         print(f"Locked by {holder.describe()}: {holder.why}.")
-    if holder.alive is not False and not args.force:
+    if holder.alive is not False and not config.force:
         raise ConfigError(
             f"refusing to unlock: the holder ({holder.describe()}) looks alive ({holder.why}); "
             "stop it first, or pass --force if you know it is gone"
@@ -262,7 +261,7 @@ def unlock(args: argparse.Namespace, store: StateStore) -> int:
             pass
     except StateLockedError as error:
         raise StateLockedError(f"still locked after unlocking: {error}") from None
-    if args.format == "json":
+    if config.format == "json":
         _print_json(
             {
                 **_where(store),
@@ -290,16 +289,17 @@ def _same_state(source: StateStore, target: str, target_workspace: str) -> bool:
     )
 
 
-def copy(args: argparse.Namespace, source: StateStore) -> int:
-    to_workspace = workspace_name(args.to_workspace or workspace_of(args))
-    if _same_state(source, args.to, to_workspace):
+def copy(config: StateConfig, source: StateStore) -> int:
+    to_workspace = workspace_name(config.to_workspace or config.connection.workspace_name)
+    to = config.to or ""  # required by the parser
+    if _same_state(source, to, to_workspace):
         raise ConfigError("the copy's target is its source; give another --to or --to-workspace")
-    target = open_store(args.to, to_workspace)
+    target = open_store(to, to_workspace)
     try:
         with source.lock(timeout=30), target.lock(timeout=30):
             snapshot = source.export_state()
             held = len(target.records())
-            if (held or target.open_intents()) and not args.force:
+            if (held or target.open_intents()) and not config.force:
                 raise ConfigError(
                     f"refusing to copy: {_named(target)} already has {held} record(s); pass "
                     "--force to replace what it holds"
@@ -322,13 +322,13 @@ def copy(args: argparse.Namespace, source: StateStore) -> int:
             "history": len(snapshot.history) - 1,
             "appliedPlans": len(snapshot.plans),
         }
-        if args.format == "json":
+        if config.format == "json":
             _print_json(
                 {
                     "from": _where(source),
                     "to": _where(target),
                     "copied": counts,
-                    "replaced": bool(args.force),
+                    "replaced": bool(config.force),
                 }
             )
         else:
@@ -342,7 +342,7 @@ def copy(args: argparse.Namespace, source: StateStore) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace, StateStore], int]] = {
+COMMANDS: dict[str, Callable[[StateConfig, StateStore], int]] = {
     "list": list_records,
     "show": show,
     "history": history,

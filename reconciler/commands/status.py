@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Any
 
 from reconciler import planner, render
+from reconciler.config import StatusConfig
 from reconciler.errors import ReconcilerError
+from reconciler.policy.restart import backoff_until
 from reconciler.runtime import connect
 
 
-def run(args: argparse.Namespace) -> int:
-    with connect(args) as rt:
+def run(config: StatusConfig) -> int:
+    with connect(config.connection) as rt:
         records = rt.store.records()
         intents = rt.store.open_intents()
         live_error = None
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             live_status = "not running"
             cause = "stopped"
-        until = planner.backoff_until(record)
+        until = backoff_until(record)
         rows.append(
             {
                 "name": record.name,
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                 "nextRestartAt": until,
             }
         )
-    if args.format == "json":
+    if config.format == "json":
         print(
             render.dumps(
                 {

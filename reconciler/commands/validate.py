@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from reconciler import validation
+from reconciler.config import ValidateConfig
 
 
-def run(args: argparse.Namespace) -> int:
-    report = validation.validate_paths(args.paths, check_secrets=args.check_secrets)
-    text = validation.format_problems(report, args.format) + "\n"
+def run(config: ValidateConfig) -> int:
+    report = validation.validate_paths(config.paths, check_secrets=config.check_secrets)
+    text = validation.format_problems(report, config.format) + "\n"
     # File names and YAML keys may hold anything (undecodable bytes, lone surrogates):
     # escape what the terminal's encoding cannot show rather than fail on it.
     buffer = getattr(sys.stdout, "buffer", None)

@@ -2,37 +2,37 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import threading
 
 from reconciler import logs, notify
-from reconciler.engine import load_desired
+from reconciler.config import WatchConfig
+from reconciler.daemon import Daemon, install_signals
 from reconciler.errors import ConfigError, ManifestError
 from reconciler.metrics import Metrics, MetricsServer
 from reconciler.runtime import connect
-from reconciler.watcher import Daemon, DesiredTracker, check_paths, install_signals
+from reconciler.sources import files
 
 log = logging.getLogger("reconciler.watch")
 
 
-def run(args: argparse.Namespace) -> int:
-    logs.configure(args.log_format)
-    check_paths(args.paths)
+def run(config: WatchConfig) -> int:
+    logs.configure(config.log_format)
+    files.check_paths(config.paths)
     stop = threading.Event()
     holder: list[Daemon] = []
     install_signals(stop, lambda: holder[0] if holder else None)
     try:
-        seed = load_desired(args.paths) if args.sandbox else []
+        seed = files.read(config.paths).deployments if config.connection.sandbox else ()
     except ManifestError:
-        seed = []  # the daemon reports invalid files itself and keeps going
+        seed = ()  # the daemon reports invalid files itself and keeps going
     metrics = Metrics()
-    receivers = notify.targets(args.notify)
+    receivers = notify.targets(config.notify)
     server = None
-    if args.listen is not None:
-        host, port = args.listen
+    if config.listen is not None:
+        host, port = config.listen
         try:
-            server = MetricsServer(metrics, port, max_age=3 * args.resync + 30, host=host)
+            server = MetricsServer(metrics, port, max_age=3 * config.resync + 30, host=host)
         except OSError as error:
             raise ConfigError(
                 f"cannot listen on {host}:{port}: {error.strerror or error}"
@@ -52,16 +52,16 @@ def run(args: argparse.Namespace) -> int:
 
     notifier = notify.Notifier(receivers, on_failure=notification_failed)
     try:
-        with connect(args, seed, observer=metrics.observe_api) as rt:
-            leadership = rt.store.leadership(args.lease)  # PostgreSQL: one leader acts
+        with connect(config.connection, seed, observer=metrics.observe_api) as rt:
+            leadership = rt.store.leadership(config.lease)  # PostgreSQL: one leader acts
             daemon = Daemon(
                 rt,
-                DesiredTracker(args.paths),
+                files.FileTracker(config.paths),
                 metrics,
-                args.resync,
+                config.resync,
                 stop,
-                prune=args.prune,
-                prune_grace=args.prune_grace,
+                prune=config.prune,
+                prune_grace=config.prune_grace,
                 notifier=notifier,
                 leadership=leadership,
             )
@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
             leadership.start(daemon.on_role)
             log.info(
                 "watching %s (resync every %gs)",
-                ", ".join(args.paths),
-                args.resync,
+                ", ".join(config.paths),
+                config.resync,
                 extra={
                     "event": "started",
                     "api_url": rt.api_url,

@@ -1,16 +1,21 @@
-"""What the create and stop paths share: the client, the store, options, secret values."""
+"""What the create and stop paths share for one apply: the client, the store, the options,
+and the values of the secrets the plan's deployments reference.
+
+Built by `Engine.apply` from the plan it is given, never filled in by an earlier step.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from reconciler import secrets
 from reconciler.client import QuantConnectClient
 from reconciler.errors import ReconcilerError
 from reconciler.model import SecretRef
+from reconciler.policy.throttle import Throttle
 from reconciler.state import StateStore
 
 
@@ -25,20 +30,23 @@ class EngineOptions:
     stop_confirm_timeout: float = 120.0
     # Sandbox only: a secret reference that cannot be resolved gets a dummy value.
     secret_fallback: bool = False
-    # The time, for restart backoff: injected in tests, never read by the planner itself.
+    # The time, for the records' timestamps and the restart count: injected in tests.
     clock: Callable[[], float] = time.time
 
+    @property
+    def retry(self) -> Throttle:
+        """Between attempts of a create or a stop whose answer was lost or refused."""
+        return Throttle(base=self.retry_backoff, jitter=(0.5, 1.0))
 
-@dataclass
+
+@dataclass(frozen=True)
 class Context:
     client: QuantConnectClient
     store: StateStore
     options: EngineOptions
-    # Each project's `modified` from this reconcile's projects read (compileId: latest).
-    project_modified: dict[int, str] = field(default_factory=dict)
     # The values of the secrets this apply sends: an API message may echo one back (a
     # failed brokerage login), and no detail that is stored or shown may carry it.
-    secret_values: list[str] = field(default_factory=list)
+    secret_values: Sequence[str] = ()
 
     def mask(self, text: str) -> str:
         return secrets.mask(text, self.secret_values)

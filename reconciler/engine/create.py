@@ -10,17 +10,29 @@ replace's intent, once its stop is confirmed.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 
 from reconciler import planner
 from reconciler.engine.context import Context
-from reconciler.engine.journal import RESULT_OF, is_from_intent, record_for
+from reconciler.engine.journal import is_from_intent, record_for
 from reconciler.errors import ApiError, OutcomeUnknown, ReconcilerError, TransportError
-from reconciler.model import Deployment, Intent, LiveDeployment, Outcome, Record
+from reconciler.model import (
+    ActionKind,
+    Deployment,
+    Intent,
+    LiveDeployment,
+    Outcome,
+    Record,
+    Result,
+)
+from reconciler.policy.throttle import Throttle
 
 log = logging.getLogger("reconciler.engine")
+
+
+# Polls of a compile still InQueue: 0.1 s, doubling, at most 2 s apart.
+COMPILE_POLL = Throttle(base=0.1, cap=2.0)
 
 
 def create(
@@ -29,35 +41,37 @@ def create(
     intent: Intent,
     should_stop: Callable[[], bool] | None = None,
     previous: Record | None = None,
+    modified: str | None = None,
 ) -> Outcome:
     """One create (a replace's second half, a restart), exactly once.  Never raises for
     expected failures.  `previous`: the deployment's record, if any (a restart runs the
-    compile it ran)."""
+    compile it ran); `modified`: the project's `modified` the plan read (compileId:
+    latest)."""
     name, project, kind = desired.name, desired.project_id, intent.kind
-    done = RESULT_OF[kind]
+    done = kind.done
     if should_stop is not None and should_stop():
         ctx.store.close_intent(intent, "not sent", detail="shutting down")
-        return Outcome(name, project, kind, "skipped", None, "shutting down; not sent")
+        return Outcome(name, project, kind, Result.SKIPPED, None, "shutting down; not sent")
 
-    def fail(result: str, detail: str) -> Outcome:
+    def fail(result: Result, detail: str) -> Outcome:
         detail = ctx.mask(detail)
-        if result == "failed":
+        if result is Result.FAILED:
             ctx.store.close_intent(intent, "failed", detail=detail)
         return Outcome(name, project, kind, result, None, detail)
 
     try:
         brokerage = ctx.resolved(desired.brokerage)
         providers = ctx.resolved(desired.data_providers) if desired.data_providers else None
-        compile_id, source_modified = compile_for(ctx, desired, intent, previous)
+        compile_id, source_modified = compile_for(ctx, desired, intent, previous, modified)
     except ReconcilerError as error:
-        return fail("failed", str(error))
+        return fail(Result.FAILED, str(error))
 
     last_error = ""
     had_unknown = False
     last_unknown = False
     for attempt in range(ctx.options.create_attempts):
         if attempt:
-            time.sleep(random.uniform(0.5, 1.0) * ctx.options.retry_backoff * 2 ** (attempt - 1))
+            time.sleep(ctx.options.retry.delay(attempt))
         try:
             created = ctx.client.create_live(
                 project_id=project,
@@ -75,7 +89,7 @@ def create(
             log.warning("%s: %s; reading live state before any retry", name, ctx.mask(last_error))
         except ApiError as error:
             if not had_unknown:
-                return fail("failed", str(error))
+                return fail(Result.FAILED, str(error))
             # Refused after an unknown outcome: most likely our earlier attempt
             # committed ("project already running"); the read below decides.
             last_error = str(error)
@@ -90,8 +104,9 @@ def create(
                 compile_id=compile_id,
                 source_modified=source_modified,
                 previous=previous,
+                now=ctx.options.clock(),
             )
-            ctx.store.close_intent(intent, done, record=record)
+            ctx.store.close_intent(intent, done.value, record=record)
             return Outcome(name, project, kind, done, created.deploy_id)
 
         try:
@@ -100,7 +115,7 @@ def create(
             # We cannot know whether the create happened: leave the intent open; the
             # next run resolves it from live state before planning anything.
             return fail(
-                "unknown",
+                Result.UNKNOWN,
                 f"{last_error}; and live state could not be read ({error}); "
                 "the next run will check before creating anything",
             )
@@ -115,10 +130,11 @@ def create(
                 compile_id=compile_id if owned else None,
                 source_modified=source_modified if owned else None,
                 previous=previous,
+                now=ctx.options.clock(),
             )
             last_error = ctx.mask(last_error)
             ctx.store.close_intent(
-                intent, done, record=record, detail=f"verified after: {last_error}"
+                intent, done.value, record=record, detail=f"verified after: {last_error}"
             )
             return Outcome(
                 name,
@@ -132,15 +148,21 @@ def create(
         # The last attempt may still land server-side: keep the intent open so the
         # next run checks live state (and keeps ownership) before creating anything.
         return fail(
-            "unknown",
+            Result.UNKNOWN,
             f"gave up after {ctx.options.create_attempts} attempts, the last with an "
             f"unknown outcome ({last_error}); the next run checks before creating",
         )
-    return fail("failed", f"gave up after {ctx.options.create_attempts} attempts: {last_error}")
+    return fail(
+        Result.FAILED, f"gave up after {ctx.options.create_attempts} attempts: {last_error}"
+    )
 
 
 def compile_for(
-    ctx: Context, desired: Deployment, intent: Intent, previous: Record | None
+    ctx: Context,
+    desired: Deployment,
+    intent: Intent,
+    previous: Record | None,
+    modified: str | None = None,
 ) -> tuple[str, str | None]:
     """The compile to deploy, and (for `latest`) the project's `modified` it was built from.
 
@@ -150,7 +172,7 @@ def compile_for(
     never the reverse.
     """
     if (
-        intent.kind == "restart"
+        intent.kind is ActionKind.RESTART
         and previous is not None
         and previous.compile_verified
         and previous.compile_id
@@ -159,21 +181,19 @@ def compile_for(
     if desired.compile_id != "latest":
         return desired.compile_id, None
     project = desired.project_id
-    modified = ctx.project_modified.get(project)
     if modified is None:
         modified = ctx.client.read_project(project).modified
     started = time.monotonic()
     compiled = ctx.client.create_compile(project)
-    delay = 0.1
     state = compiled.state
+    polls = COMPILE_POLL.delays()
     while state == "InQueue":
         if time.monotonic() - started > ctx.options.compile_timeout:
             raise ApiError(
                 f"compile {compiled.compile_id} of project {project} still "
                 f"InQueue after {ctx.options.compile_timeout:g}s"
             )
-        time.sleep(delay)
-        delay = min(delay * 2, 2.0)
+        time.sleep(next(polls))
         read = ctx.client.read_compile(project, compiled.compile_id)
         state = read.state
         if state == "BuildError":

@@ -9,11 +9,12 @@ from collections.abc import Callable, Mapping
 from reconciler.client import QuantConnectClient
 from reconciler.errors import ReconcilerError
 from reconciler.model import Outcome
+from reconciler.policy.throttle import Throttle
 
 log = logging.getLogger("reconciler.engine")
 
-FIRST_POLL = 0.5
-MAX_POLL = 5.0
+# One list call per poll: 0.5 s, doubling, at most 5 s apart.
+HEALTH_POLL = Throttle(base=0.5, cap=5.0)
 
 
 def watch(
@@ -28,7 +29,7 @@ def watch(
     verdicts: dict[str, tuple[str, str]] = {}
     statuses: dict[str, str] = {}
     deadline = time.monotonic() + wait
-    delay = FIRST_POLL
+    polls = HEALTH_POLL.delays()
     last_error = ""
     while pending:
         try:
@@ -53,8 +54,7 @@ def watch(
         remaining = deadline - time.monotonic()
         if not pending or remaining <= 0:
             break
-        time.sleep(min(delay, remaining))
-        delay = min(delay * 2, MAX_POLL)
+        time.sleep(min(next(polls), remaining))
     for deploy_id in pending:
         status = statuses.get(deploy_id, "not yet listed")
         why = f"; live state unreadable: {last_error}" if last_error else ""

@@ -1,32 +1,13 @@
-"""The inputs of a plan: validated manifests, and fingerprints of all three views."""
+"""Fingerprints of a plan's inputs: the three views, so a saved plan is refused once any
+of them changed."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from reconciler.errors import ManifestError
 from reconciler.model import Deployment, LiveDeployment, Record, canonical_json
-
-
-def load_desired(paths: Sequence[str], cache_path: str | None = None) -> list[Deployment]:
-    """Validated manifests as Deployments; any problem refuses the whole set.
-
-    `cache_path`: unchanged files are answered from there (validation.ResultCache).
-    """
-    from reconciler import validation
-
-    # Many small objects, no reference cycles: the cyclic collector would only rescan them.
-    with validation.collector_paused():
-        report = validation.validate_paths(paths, cache_path=cache_path)
-        if not report.valid:
-            text = validation.format_problems(report, "text")
-            raise ManifestError(
-                f"manifests are invalid; nothing was done:\n{text}",
-                problems=list(report.problems),
-            )
-        return [Deployment.from_manifest(m.data, m.file, m.line) for m in report.manifests]
 
 
 def _digest(value: Any) -> str:

@@ -15,23 +15,17 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from reconciler import planner
-from reconciler.model import Deployment, Intent, LiveDeployment, Outcome, Record
+from reconciler.model import ActionKind, Deployment, Intent, LiveDeployment, Outcome, Record, Result
 from reconciler.state import StateStore
 
 # A deployment launched this long before an intent's time still counts as the intent's
 # own (clock skew between this machine and the API).
 CLOCK_SKEW = 300.0
-
-RESULT_OF = {
-    "create": "created",
-    "replace": "replaced",
-    "restart": "restarted",
-    "prune": "pruned",
-}
 
 
 def launched_at(item: LiveDeployment) -> float | None:
@@ -60,14 +54,15 @@ def record_for(
     compile_id: str | None = None,
     source_modified: str | None = None,
     previous: Record | None = None,
+    now: float | None = None,
 ) -> Record:
     """The record of a deployment an intent brought about.
 
     A restart counts one more restart in a row (the backoff's input); anything else
     starts the count again.
     """
-    now = time.time()
-    restarted = intent.kind == "restart"
+    now = time.time() if now is None else now
+    restarted = intent.kind is ActionKind.RESTART
     return Record(
         name=intent.name,
         project_id=intent.project_id,
@@ -79,8 +74,8 @@ def record_for(
         compile_verified=compile_id is not None,
         created_at=now,
         updated_at=now,
-        last_action=intent.kind,
-        last_outcome=RESULT_OF.get(intent.kind, "created"),
+        last_action=intent.kind.value,
+        last_outcome=intent.kind.done.value,
         spec_json=desired.spec_json if desired else intent.spec_json,
         on_delete=desired.on_delete if desired else intent.on_delete,
         protected=desired.protected if desired else False,
@@ -90,72 +85,105 @@ def record_for(
     )
 
 
-def resolve_open_intents(store: StateStore, live: Sequence[LiveDeployment]) -> list[Outcome]:
-    """Close the intents a previous run left open (it crashed or lost the answer)."""
-    outcomes = []
+@dataclass(frozen=True)
+class Resolution:
+    """How one intent left open by an earlier run is closed, decided from live state."""
+
+    intent: Intent
+    outcome: str  # the intent's outcome in the journal: created, pruned, not done, ...
+    detail: str
+    record: Record | None = None  # the record it leaves (a create found after a crash)
+    forget: bool = False  # the record goes (a prune found done)
+    stopped: Record | None = None  # a replace found stopped: its record, marked so
+    report: Outcome | None = None  # what the run reports of it, if anything
+
+
+def resolve(
+    intents: Sequence[Intent],
+    records: Mapping[str, Record],
+    live: Sequence[LiveDeployment],
+    now: float,
+) -> list[Resolution]:
+    """Decide how to close the intents a previous run left open (it crashed or lost the
+    answer), from live state alone.  Pure: `commit` writes the decisions, `overlay` shows
+    what the records would be after them (a dry `plan` writes nothing)."""
     active = planner.active_by_project(live)
-    intents = store.open_intents()
-    records = store.records() if intents else {}
+    out = []
     for intent in intents:
         running = active.get(intent.project_id)
-        if intent.kind == "prune":
+        confirmed = "confirmed from live state after an interrupted run"
+        if intent.kind is ActionKind.PRUNE:
             if running is not None and running.deploy_id == intent.old_deploy_id:
-                store.close_intent(intent, "not done", detail="still running after a crash")
+                out.append(Resolution(intent, "not done", "still running after a crash"))
             else:
-                store.close_intent(
-                    intent, "pruned", forget=True, detail="found stopped after a crash"
-                )
-                outcomes.append(
-                    Outcome(
-                        intent.name,
-                        intent.project_id,
-                        "prune",
-                        "pruned",
-                        intent.old_deploy_id,
-                        "confirmed from live state after an interrupted run",
+                report = Outcome(
+                    intent.name, intent.project_id, ActionKind.PRUNE, Result.PRUNED,
+                    intent.old_deploy_id, confirmed,
+                )  # fmt: skip
+                out.append(
+                    Resolution(
+                        intent, "pruned", "found stopped after a crash", forget=True, report=report
                     )
                 )
-            continue
-        if running is not None and is_from_intent(intent, running):
-            record = record_for(intent, running, owned=True, previous=records.get(intent.name))
-            store.close_intent(
-                intent,
-                RESULT_OF[intent.kind],
-                record=record,
-                detail="found after an interrupted run",
+        elif running is not None and is_from_intent(intent, running):
+            done = intent.kind.done
+            record = record_for(
+                intent, running, owned=True, previous=records.get(intent.name), now=now
             )
-            outcomes.append(
-                Outcome(
-                    intent.name,
-                    intent.project_id,
-                    intent.kind,
-                    RESULT_OF[intent.kind],
-                    running.deploy_id,
-                    "confirmed from live state after an interrupted run",
+            report = Outcome(
+                intent.name, intent.project_id, intent.kind, done, running.deploy_id, confirmed
+            )
+            out.append(
+                Resolution(
+                    intent, done.value, "found after an interrupted run", record, report=report
                 )
             )
         elif running is not None and running.deploy_id == intent.old_deploy_id:
-            store.close_intent(intent, "not done", detail="interrupted before its stop took effect")
+            out.append(Resolution(intent, "not done", "interrupted before its stop took effect"))
         else:
-            store.close_intent(
-                intent, "not created", detail="no deployment appeared after the intent"
+            stopped = None
+            if intent.kind is ActionKind.REPLACE and running is None:
+                stopped = stopped_record(intent, records.get(intent.name), now)
+            out.append(
+                Resolution(
+                    intent,
+                    "not created",
+                    "no deployment appeared after the intent",
+                    stopped=stopped,
+                )
             )
-            if intent.kind == "replace" and running is None:
-                mark_stopped(store, intent, records.get(intent.name))
-    return outcomes
+    return out
 
 
-def mark_stopped(store: StateStore, intent: Intent, record: Record | None = None) -> None:
-    """Record that a replace stopped the old deployment (the create follows or is planned).
+def commit(store: StateStore, resolutions: Sequence[Resolution]) -> list[Outcome]:
+    """Close the intents as decided; the outcomes worth reporting."""
+    for r in resolutions:
+        store.close_intent(r.intent, r.outcome, record=r.record, detail=r.detail, forget=r.forget)
+        if r.stopped is not None:
+            store.put_record(r.stopped)
+    return [r.report for r in resolutions if r.report is not None]
+
+
+def overlay(records: Mapping[str, Record], resolutions: Sequence[Resolution]) -> dict[str, Record]:
+    """The records as they will be once `resolutions` are committed."""
+    out = dict(records)
+    for r in resolutions:
+        if r.forget:
+            out.pop(r.intent.name, None)
+        for record in (r.record, r.stopped):
+            if record is not None:
+                out[record.name] = record
+    return out
+
+
+def stopped_record(intent: Intent, record: Record | None, now: float) -> Record | None:
+    """The record marked as stopped by a replace (the create follows or is planned), or
+    None when it is not the replaced deployment's.
 
     The planner reads it as "continuing a replace": this reconciler stopped it, not a
-    person.  `record`: the current record, when the caller has it.
-    """
-    record = record or store.records().get(intent.name)
+    person."""
     if record is None or record.deploy_id != intent.old_deploy_id:
-        return
-    store.put_record(
-        dataclasses.replace(
-            record, last_action="replace", last_outcome="stopped", updated_at=time.time()
-        )
+        return None
+    return dataclasses.replace(
+        record, last_action="replace", last_outcome="stopped", updated_at=now
     )

@@ -11,14 +11,14 @@ create is sent only once live state shows that the old deployment no longer runs
 from __future__ import annotations
 
 import logging
-import random
 import time
 from dataclasses import dataclass
 
 from reconciler import planner
 from reconciler.engine.context import Context
 from reconciler.errors import ApiError, OutcomeUnknown, ReconcilerError, TransportError
-from reconciler.model import Intent, LiveDeployment
+from reconciler.model import ActionKind, Intent, LiveDeployment
+from reconciler.policy.throttle import Throttle
 
 log = logging.getLogger("reconciler.engine")
 
@@ -32,6 +32,8 @@ class StopResult:
 
 # Seconds to watch live state after a stop whose outcome is unknown, before sending again.
 UNKNOWN_PATIENCE = 2.0
+# Polls of live state until a stop shows: 0.1 s, doubling, at most 2 s apart.
+STOP_POLL = Throttle(base=0.1, cap=2.0)
 
 
 class _Unreadable(Exception):
@@ -52,21 +54,20 @@ def _wait_until_gone(ctx: Context, intent: Intent, patience: float) -> LiveDeplo
     Returns what runs on the project at the end (None: nothing).
     """
     deadline = time.monotonic() + patience
-    delay = 0.1
-    while True:
+    for delay in STOP_POLL.delays():
         current = _active(ctx, intent.project_id)
         if current is None or current.deploy_id != intent.old_deploy_id:
             return current
         if time.monotonic() >= deadline:
             return current
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable: the poll is endless")
 
 
 def stop(ctx: Context, intent: Intent) -> StopResult:
     """Stop (or, for a prune with `onDelete: liquidate`, liquidate) `intent.old_deploy_id`."""
     project, old = intent.project_id, intent.old_deploy_id
-    liquidate = intent.kind == "prune" and intent.on_delete == "liquidate"
+    liquidate = intent.kind is ActionKind.PRUNE and intent.on_delete == "liquidate"
     verb = "liquidate" if liquidate else "stop"
     try:
         current = _active(ctx, project)
@@ -83,7 +84,7 @@ def stop(ctx: Context, intent: Intent) -> StopResult:
     last_error = ""
     for attempt in range(ctx.options.stop_attempts):
         if attempt:
-            time.sleep(random.uniform(0.5, 1.0) * ctx.options.retry_backoff * 2 ** (attempt - 1))
+            time.sleep(ctx.options.retry.delay(attempt))
         patience = ctx.options.stop_confirm_timeout
         try:
             if liquidate:

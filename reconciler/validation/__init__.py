@@ -54,12 +54,15 @@ __all__ = [
     "PARENT_WEIGHT",
     "SCHEMA_FILE",
     "SECRET_WORDS",
+    "FileResult",
     "Manifest",
     "Problem",
     "Report",
     "ResultCache",
+    "check_files",
     "collector_paused",
     "compiled_schema",
+    "cross_file_problems",
     "format_problems",
     "is_secret_field",
     "manifests",
@@ -105,6 +108,15 @@ def validate_paths(
         manifests=found,
         problems=sorted(set(problems)),
     )
+
+
+def check_files(paths: Sequence[str]) -> list[FileResult]:
+    """Each file's own checks, in order (no cross-file rule: the caller joins the files it
+    holds with `cross_file_problems`, as the daemon does with each file's last good
+    content).  Never raises for bad input."""
+    with collector_paused():
+        compiled_schema()
+        return _run(list(paths), False)
 
 
 # ---- built once per process -----------------------------------------------------------
