@@ -145,6 +145,47 @@ def test_preflight_busy_and_unknown_nodes_send_no_create(world: World, emulator:
     assert running_ids(emulator, 399) == [foreign]
 
 
+def test_a_saved_plan_never_does_what_it_did_not_show(world: World, emulator: Emulator) -> None:
+    """DESIGN §5: a decision that depends on the nodes (pre-flight) is part of the plan.
+    A plan saved while a node was unknown or busy is refused, naming what changed, once
+    the node is there and free: no create that nobody reviewed."""
+    plan_file = world.tmp_path / "plan.json"
+    emulator.add_project(302, name="p302")
+    world.compiles[302] = emulator.add_compile(302)
+    world.write(302)  # its node is not (yet) a live node of the organisation
+    saved = world.run("plan", str(world.root), "--out", str(plan_file))
+    assert saved.returncode == 1 and "x blocked   d302" in saved.stdout, saved.stdout
+    emulator.add_node(node_for(302), name="new box")  # provisioned after the review
+    refused = world.run("apply", "--plan", str(plan_file), "--yes")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert (
+        f"saved plan {plan_file} is stale: d302 was `blocked` when the plan was made and is "
+        "`create` now" in refused.stderr
+    ), refused.stderr
+    assert "nothing was done" in refused.stderr
+    assert emulator.creates_committed(302) == 0
+    # Busy with someone else's project at plan time, free at apply time: refused too.
+    emulator.add_project(399, name="theirs")
+    emulator.add_node(node_for(303), name="shared box")
+    emulator.add_live(399, node_for(303), {"id": "QuantConnectBrokerage"})
+    world.add(303)
+    (world.root / "d302.yaml").unlink()
+    saved = world.run("plan", str(world.root), "--out", str(plan_file))
+    assert saved.returncode == 1 and "is busy running project 399" in saved.stdout
+    emulator.end(399, "Stopped")
+    refused = world.run("apply", "--plan", str(plan_file), "--yes")
+    assert refused.returncode == 1 and "is stale" in refused.stderr, refused.stderr
+    assert emulator.creates_committed(303) == 0
+    # Planned again and reviewed: the saved plan is carried out, once.
+    assert world.run("plan", str(world.root), "--out", str(plan_file)).returncode == 0
+    applied = world.run("apply", "--plan", str(plan_file), "--yes", "--wait", "0")
+    assert applied.returncode == 0 and "1 created" in applied.stdout, applied.stdout
+    assert emulator.creates_committed(303) == 1
+    again = world.run("apply", "--plan", str(plan_file), "--yes")
+    assert again.returncode == 1 and "stale" in again.stderr
+    assert emulator.creates_committed(303) == 1
+
+
 def test_health_failed_login_is_a_failure_with_the_apis_message(
     world: World, emulator: Emulator
 ) -> None:
