@@ -158,6 +158,59 @@ def _add_sandbox(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_git(parser: argparse.ArgumentParser, *, daemon: bool) -> None:
+    """Where the manifests come from when not from the local disk (DESIGN §15)."""
+    group = parser.add_argument_group(
+        "git source",
+        "read the manifests from a repository at one commit instead of the local disk; "
+        "PATHs are then paths inside the repository",
+    )
+    group.add_argument(
+        "--git",
+        metavar="URL",
+        help="the repository: https://, ssh (git@host:org/repo.git) or file://; an HTTPS "
+        "token goes in RECONCILER_GIT_TOKEN, never in the URL (plain http:// and git:// "
+        "only to loopback); a bare mirror is kept under .reconciler/git/ "
+        "(env RECONCILER_GIT_CACHE)",
+    )
+    group.add_argument(
+        "--ref", metavar="REF", help="the branch or ref to follow (default: the remote's HEAD)"
+    )
+    if daemon:
+        group.add_argument(
+            "--interval",
+            type=_positive_float,
+            default=60.0,
+            metavar="SECONDS",
+            help="fetch every SECONDS (default 60); a webhook (--hooks-listen) fetches at once",
+        )
+        group.add_argument(
+            "--hooks-listen",
+            type=_listen,
+            metavar="HOST:PORT",
+            help="serve POST /hooks/github and /hooks/gitlab on a listener of their own "
+            "(nothing else is served there); needs --hook-secret-file or "
+            "RECONCILER_HOOK_SECRET",
+        )
+        group.add_argument(
+            "--hook-secret-file",
+            metavar="FILE",
+            help="the webhook secret (GitHub's signing secret, GitLab's token), read from FILE",
+        )
+    else:
+        group.add_argument(
+            "--revision",
+            metavar="SHA",
+            help="read this commit instead of the ref's newest (it must be in the repository)",
+        )
+    group.add_argument(
+        "--verify-signatures",
+        metavar="ALLOWED_SIGNERS",
+        help="apply only commits carrying an SSH signature by a key of this allowed-signers "
+        "file (git's gpg.ssh.allowedSignersFile format); others are refused",
+    )
+
+
 def _add_state_command(command: _Command) -> None:
     """`reconciler state list|show|history|forget|unlock|copy` (DESIGN §12)."""
     state = command(
@@ -251,6 +304,7 @@ def _plan_command(command: _Command) -> None:
         help="exit 2 when the plan has changes (0 none, 1 error)",
     )
     _add_sandbox(plan)
+    _add_git(plan, daemon=False)
 
 
 def _apply_command(command: _Command) -> None:
@@ -326,6 +380,7 @@ def _apply_command(command: _Command) -> None:
     )
     _add_notify(apply)
     _add_sandbox(apply)
+    _add_git(apply, daemon=False)
 
 
 def _status_command(command: _Command) -> None:
@@ -390,6 +445,7 @@ def _watch_command(command: _Command) -> None:
     )
     watch.add_argument("--log-format", choices=["text", "json"], default="text")
     _add_sandbox(watch)
+    _add_git(watch, daemon=True)
 
 
 def _emulator_command(command: _Command) -> None:
@@ -515,6 +571,23 @@ def named_command(argv: Sequence[str]) -> str | None:
 
 _GLOBAL_OPTIONS = frozenset({"--api-url", "--state", "--workspace"})  # each takes a value
 
+# Options of the git source that mean nothing without --git.
+_GIT_ONLY = ("ref", "revision", "verify_signatures", "hooks_listen", "hook_secret_file")
+
+
+def _check_git_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if not hasattr(args, "git"):
+        return
+    if args.git is None:
+        given = [f"--{name.replace('_', '-')}" for name in _GIT_ONLY if getattr(args, name, None)]
+        if given:
+            verb = "needs" if len(given) == 1 else "need"
+            parser.error(f"{', '.join(given)} {verb} --git URL")
+    elif getattr(args, "ref", None) and getattr(args, "revision", None):
+        parser.error("--ref and --revision: give one (a revision is one commit of any ref)")
+    if getattr(args, "hook_secret_file", None) and not getattr(args, "hooks_listen", None):
+        parser.error("--hook-secret-file goes with --hooks-listen HOST:PORT")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
@@ -527,6 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if getattr(args, "paths", None) == []:
         args.paths = list(DEFAULT_PATHS)
+    _check_git_flags(parser, args)
     try:
         with collector.paused():
             module = importlib.import_module(f"reconciler.commands.{args.command}")

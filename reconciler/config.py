@@ -49,8 +49,21 @@ class ValidateConfig(NamedTuple):
     check_secrets: bool = False
 
 
+class GitSource(NamedTuple):
+    """`--git URL` and its options (DESIGN §15); `url` None: the local disk."""
+
+    git: str | None = None
+    ref: str | None = None
+    revision: str | None = None
+    verify_signatures: str | None = None
+    interval: float = 60.0
+    hooks_listen: tuple[str, int] | None = None
+    hook_secret_file: str | None = None
+
+
 class PlanConfig(NamedTuple):
     connection: Connection
+    source: GitSource
     paths: Sequence[str]
     format: str = "text"
     out: str | None = None
@@ -59,6 +72,7 @@ class PlanConfig(NamedTuple):
 
 class ApplyConfig(NamedTuple):
     connection: Connection
+    source: GitSource
     paths: Sequence[str]
     plan: str | None = None
     yes: bool = False
@@ -79,6 +93,7 @@ class StatusConfig(NamedTuple):
 
 class WatchConfig(NamedTuple):
     connection: Connection
+    source: GitSource
     paths: Sequence[str]
     resync: float = 60.0
     prune: bool = False
@@ -130,6 +145,8 @@ def _build(kind: Any, options: Options) -> Any:
     for name in kind._fields:
         if name == "connection":
             values[name] = _build(Connection, options)
+        elif name == "source":
+            values[name] = _build(GitSource, options)
         elif name in options:
             values[name] = options[name]
     return kind(**values)

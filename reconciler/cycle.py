@@ -117,6 +117,7 @@ class Cycle:
         with self.lock(dry):
             views, resolved = self.read(desired.deployments, live, dry, hooks)
             plan = self.decide(views, facts, ask or Ask())
+            plan = dataclasses.replace(plan, revision=desired.revision)
             result = CycleResult(views, resolved, plan)
             if dry:
                 return result

@@ -423,6 +423,32 @@ def spec_changes(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> 
 
 
 @dataclass(frozen=True)
+class Revision:
+    """The commit the manifests were read at (DESIGN §15)."""
+
+    kind: str  # "files" (a work tree) | "git" (a git source)
+    sha: str  # the full commit SHA
+    dirty: bool = False  # a manifest under the paths differs from the commit (files only)
+    url: str | None = None  # git: the repository, as given (it carries no credentials)
+    ref: str | None = None  # git: the ref followed (None: the remote's default branch)
+    subject: str = ""  # the commit's subject line (the status page shows it)
+
+    @property
+    def short(self) -> str:
+        """The first 12 characters, `+dirty` when dirty: how history shows it."""
+        return self.sha[:12] + ("+dirty" if self.dirty else "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "revision": self.sha,
+            "dirty": self.dirty,
+            "url": self.url,
+            "ref": self.ref,
+        }
+
+
+@dataclass(frozen=True)
 class Hold:
     """Why a gate of `policy/` holds an action back, and until when.
 
@@ -555,6 +581,8 @@ class Plan:
     actions: tuple[Action, ...]
     # One line each for what concerns the whole plan (an interlock that refused prunes).
     notes: tuple[str, ...] = ()
+    # The commit the manifests were read at: every action is traced to it (DESIGN §15).
+    revision: Revision | None = None
 
     def summary(self) -> dict[str, int]:
         counts = dict.fromkeys((kind.value for kind in ActionKind), 0)

@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reconciler.model import Action, ActionKind, Change, Outcome, Plan, Result
+from reconciler.model import Action, ActionKind, Change, Outcome, Plan, Result, Revision
 
 PLAN_FORMAT_VERSION = 1
 
@@ -95,9 +95,26 @@ def plan_text(plan: Plan) -> str:
     return header + "\n".join(lines) + "\n\n" + plan_summary_line(plan) + footer
 
 
+def source_json(revision: Revision | None) -> dict[str, Any]:
+    """Where the manifests came from (DESIGN §15): a work tree's or a git source's commit."""
+    if revision is None:
+        return {"kind": "files", "revision": None, "dirty": False, "url": None, "ref": None}
+    return revision.to_json()
+
+
+def revision_line(revision: Revision | None) -> str:
+    """`Manifests at 3b5f156cf4a5 (first manifests)`, or "" when not known."""
+    if revision is None:
+        return ""
+    where = f" of {revision.url}" if revision.url else ""
+    subject = f" ({revision.subject})" if revision.subject else ""
+    return f"Manifests at {revision.short}{where}{subject}"
+
+
 def plan_json(plan: Plan, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     document: dict[str, Any] = {
         "version": PLAN_FORMAT_VERSION,
+        "source": source_json(plan.revision),
         "actions": [action.to_json() for action in plan.actions],
         "summary": plan.summary(),
     }

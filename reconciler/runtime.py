@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from reconciler.client import Credentials, Observer, QuantConnectClient, resolve_api_url
-from reconciler.config import Connection
+from reconciler.config import Connection, GitSource
 from reconciler.engine import Engine, EngineOptions
 from reconciler.model import Deployment, LiveDeployment
 from reconciler.sources import DesiredSet, files
@@ -64,10 +64,24 @@ class LivePrefetch:
         return self._live
 
 
-def load_desired_for(connection: Connection, paths: Sequence[str]) -> DesiredSet:
-    """The validated manifests, unchanged files answered from the cache beside the state."""
+def read_desired(connection: Connection, source: GitSource, paths: Sequence[str]) -> DesiredSet:
+    """The validated manifests with their revision: from the git source at one commit, or
+    from the local disk (unchanged files answered from the cache beside the state; the
+    revision is the work tree's HEAD, when the paths lie in one)."""
+    if source.git:
+        from reconciler.sources import git
+
+        return git.read_once(
+            source.git,
+            paths,
+            ref=source.ref,
+            revision=source.revision,
+            allowed_signers=source.verify_signatures,
+        )
+    from reconciler.sources.git import work_tree_revision
+
     cache = manifest_cache_path(connection.state_location, connection.workspace_name)
-    return files.read(paths, cache_path=cache)
+    return files.read(paths, cache_path=cache, revision=work_tree_revision(paths))
 
 
 @contextlib.contextmanager

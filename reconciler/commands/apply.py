@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from reconciler import notify, policy, render, secrets
-from reconciler.config import ApplyConfig
+from reconciler.config import ApplyConfig, GitSource
 from reconciler.cycle import Ask, Cycle, CycleResult, Hooks
 from reconciler.errors import ConfigError, StalePlanError
 from reconciler.model import Action, Deployment, Outcome, Plan
 from reconciler.planner import DEFAULT_MAX_PRUNES
 from reconciler.render import PLAN_FORMAT_VERSION
-from reconciler.runtime import connect, load_desired_for
+from reconciler.runtime import connect, read_desired
 from reconciler.state import StateStore
 
 PRUNE_PENDING = "pending: carried out by `reconciler apply --prune`"
@@ -98,6 +98,18 @@ def _first_difference(saved: Sequence[Action], now: Plan) -> str | None:
     return None
 
 
+def _saved_source(document: dict[str, Any], config: ApplyConfig) -> GitSource:
+    """A plan made from a git source is applied at the commit it was made from."""
+    saved = document.get("source") or {}
+    if saved.get("kind") != "git":
+        return config.source
+    if config.source.git and config.source.git != saved.get("url"):
+        raise StalePlanError(
+            f"{config.plan} was made from {saved.get('url')}, not {config.source.git}"
+        )
+    return config.source._replace(git=saved.get("url"), ref=None, revision=saved.get("revision"))
+
+
 class SavedPlan:
     """`apply --plan FILE`: what the plan made now must match before anything is sent."""
 
@@ -155,6 +167,8 @@ class _ApplyHooks(Hooks):
         if self.saved is not None:
             self.saved.check(result, self.store)
         print(render.plan_text(plan), flush=True)
+        if plan.revision is not None:
+            print(render.revision_line(plan.revision), flush=True)
         if plan.carries_out and self.saved is None and not self._confirm():
             print("Apply cancelled; nothing was done.")
             return None
@@ -225,7 +239,8 @@ def _apply(config: ApplyConfig, notifier: notify.Notifier, done: list[Outcome]) 
     paths = [str(p) for p in document["paths"]] if document else config.paths
     if document and document.get("sandbox") and not connection.sandbox:
         raise ConfigError(f"{config.plan} was made with --sandbox; apply it with --sandbox")
-    desired = load_desired_for(connection, paths)
+    source = _saved_source(document, config) if document else config.source
+    desired = read_desired(connection, source, paths)
     notifier.watch_secrets(desired.deployments)
     values = secrets.known_values(secrets.referenced(desired.deployments))
     _check_flags(config, desired.deployments)

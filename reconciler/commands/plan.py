@@ -16,7 +16,7 @@ from reconciler import policy, render
 from reconciler.config import PlanConfig
 from reconciler.cycle import Cycle
 from reconciler.errors import ConfigError
-from reconciler.runtime import LivePrefetch, connect, load_desired_for
+from reconciler.runtime import LivePrefetch, connect, read_desired
 
 
 def write_plan_file(path: str, document: dict[str, object]) -> None:
@@ -35,7 +35,7 @@ def run(config: PlanConfig) -> int:
     connection = config.connection
     # The live list is read (in a thread) while the manifests are parsed: plan only reads.
     prefetch = None if connection.sandbox else LivePrefetch(connection.api_url)
-    desired = load_desired_for(connection, config.paths)
+    desired = read_desired(connection, config.source, config.paths)
     with connect(connection, desired.deployments) as rt:
         cycle = Cycle(rt.engine, rt.store)
         live = prefetch.result if prefetch else None
@@ -63,6 +63,8 @@ def run(config: PlanConfig) -> int:
         print(render.plan_markdown(plan), end="")
     else:
         print(render.plan_text(plan))
+        if plan.revision is not None:
+            print(render.revision_line(plan.revision))
         if config.out:
             print(
                 f"\nSaved the plan to {config.out}; apply it with: "

@@ -30,8 +30,7 @@ from reconciler.policy import prune
 from reconciler.policy.retry import RetryBook
 from reconciler.policy.throttle import Throttle
 from reconciler.runtime import Runtime
-from reconciler.sources import files
-from reconciler.sources.files import FileTracker, Refresh
+from reconciler.sources import Refresh, Source
 from reconciler.state import Leadership, SoleLeader
 
 log = logging.getLogger("reconciler.watch")
@@ -64,7 +63,7 @@ class Daemon:
     def __init__(
         self,
         runtime: Runtime,
-        tracker: FileTracker,
+        source: Source,
         metrics: Metrics,
         resync: float,
         stop: threading.Event,
@@ -81,7 +80,7 @@ class Daemon:
         self.prune_grace = prune_grace
         self.notifier = notifier or Notifier([])
         self.reports = Reports(metrics, self.notifier)
-        self.tracker = tracker
+        self.source = source
         self.metrics = metrics
         self.resync = resync
         self.stop = stop
@@ -125,7 +124,7 @@ class Daemon:
 
     def _reconcile(self, reread_all: bool) -> None:
         self.wake_at = None  # set again by any hold still waiting to come due
-        refresh = self.tracker.refresh(reread_all)
+        refresh = self.source.refresh(reread_all)
         self.reports.files(refresh)
         desired = refresh.desired
         self.notifier.watch_secrets(desired.deployments)
@@ -155,7 +154,7 @@ class Daemon:
             self.reports.action(action, self.gone_since.get(action.name or ""))
         self._wake_for(result.plan.held)
         if whole:
-            self.tracker.last_applied = desired.names
+            self.source.reconciled(desired)
         self.metrics.backing_off.set(len(self.retries.retry_after(done)))
         if acting:
             self.publish(refresh, result, result.outcomes, "idle")
@@ -232,9 +231,9 @@ class Daemon:
 
     def run(self) -> None:
         watcher = threading.Thread(
-            target=files.watch,
-            args=(self.tracker.paths, self.stop, self._on_file_change),
-            name="watchfiles",
+            target=self.source.watch,
+            args=(self.stop, self._on_file_change),
+            name="source-watch",
             daemon=True,
         )
         watcher.start()

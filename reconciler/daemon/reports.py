@@ -10,7 +10,7 @@ from reconciler.metrics import Metrics
 from reconciler.model import Action, ActionKind, Outcome
 from reconciler.notify import Notifier, action_event, outcome_event
 from reconciler.policy import prune
-from reconciler.sources.files import Refresh
+from reconciler.sources import Refresh
 
 log = logging.getLogger("reconciler.watch")
 

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -22,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler import manifests, validation
-from reconciler.errors import ConfigError, ManifestError
+from reconciler.errors import ConfigError
 from reconciler.model import Deployment
-from reconciler.sources import DesiredSet
+from reconciler.sources import DesiredSet, Refresh, Revision, git, judged
 
 log = logging.getLogger("reconciler.watch")
 
@@ -41,21 +42,17 @@ def _deployments(found: Iterable[validation.Manifest]) -> list[Deployment]:
     return [Deployment.from_manifest(m.data, m.file, m.line) for m in found]
 
 
-def read(paths: Sequence[str], cache_path: str | None = None) -> DesiredSet:
+def read(
+    paths: Sequence[str], cache_path: str | None = None, revision: Revision | None = None
+) -> DesiredSet:
     """Validated manifests; any problem refuses the whole set (ManifestError).
 
     `cache_path`: unchanged files are answered from there (validation.ResultCache).
+    `revision`: the work tree's commit, when known.
     """
     # Many small objects, no reference cycles: the cyclic collector would only rescan them.
     with validation.collector_paused():
-        report = validation.validate_paths(paths, cache_path=cache_path)
-        if not report.valid:
-            text = validation.format_problems(report, "text")
-            raise ManifestError(
-                f"manifests are invalid; nothing was done:\n{text}",
-                problems=list(report.problems),
-            )
-        return DesiredSet(tuple(_deployments(report.manifests)))
+        return judged(validation.validate_paths(paths, cache_path=cache_path), revision)
 
 
 def check_paths(paths: Sequence[str]) -> None:
@@ -109,14 +106,6 @@ class _File:
     problems: list[str] = field(default_factory=list)  # why `current` is refused
 
 
-@dataclass(frozen=True)
-class Refresh:
-    desired: DesiredSet
-    changed: list[str]
-    deleted: list[str]
-    suspect: bool
-
-
 class FileTracker:
     """Per-file last good desired state; re-reads only files whose stat changed."""
 
@@ -124,6 +113,18 @@ class FileTracker:
         self.paths = list(paths)
         self.files: dict[str, _File] = {}
         self.last_applied: set[str] = set()
+
+    @property
+    def description(self) -> str:
+        return ", ".join(self.paths)
+
+    def watch(self, stop: threading.Event, on_change: Callable[[], None]) -> None:
+        watch(self.paths, stop, on_change)
+
+    def reconciled(self, desired: DesiredSet) -> None:
+        """`desired`, read whole and valid, was reconciled: the next read's removals are
+        counted from it."""
+        self.last_applied = desired.names
 
     def _settle(self, files: Iterable[str]) -> dict[str, tuple[int, int]]:
         """Wait (bounded) until none of `files` is still being written."""
@@ -153,8 +154,8 @@ class FileTracker:
                 self.files[path] = _File(settled[path], _Content(result), good)
         for path in deleted:
             del self.files[path]
-        desired = self._judge()
-        names = {d.name for d in desired.deployments}
+        desired = dataclasses.replace(self._judge(), revision=git.work_tree_revision(self.paths))
+        names = desired.names
         lost = len(self.last_applied - names)
         suspect = bool(deleted and desired.invalid) or (
             len(self.last_applied) >= 4 and lost > SUSPECT_SHRINK * len(self.last_applied)

@@ -70,6 +70,7 @@ __all__ = [
     "schema_text",
     "summary",
     "validate_paths",
+    "validate_sources",
 ]
 
 
@@ -94,16 +95,20 @@ def validate_paths(
         else:
             results = cache.run(files, lambda indexes, read: _run(files, False, indexes, read))
             cache.save()
-        problems = [Problem(path, 0, 0, "", message) for path, message in failed]
-        found: list[Manifest] = []
-        documents = 0
-        for result in results:
-            documents += result.documents
-            found.extend(result.manifests)
-            problems.extend(result.problems)
-        problems.extend(cross_file_problems(results))
+        return _report(results, len(files), failed)
+
+
+def _report(results: Sequence[FileResult], files: int, failed: Sequence[tuple[str, str]]) -> Report:
+    problems = [Problem(path, 0, 0, "", message) for path, message in failed]
+    found: list[Manifest] = []
+    documents = 0
+    for result in results:
+        documents += result.documents
+        found.extend(result.manifests)
+        problems.extend(result.problems)
+    problems.extend(cross_file_problems(results))
     return Report(
-        files=len(files) + len(failed),
+        files=files + len(failed),
         documents=documents,
         manifests=found,
         problems=sorted(set(problems)),
@@ -117,6 +122,16 @@ def check_files(paths: Sequence[str]) -> list[FileResult]:
     with collector_paused():
         compiled_schema()
         return _run(list(paths), False)
+
+
+def validate_sources(sources: Sequence[tuple[str, bytes]]) -> Report:
+    """`validate_paths` for contents already read (a git source reads them from a commit):
+    each (name as shown in problems, bytes), then the cross-file rules."""
+    names = [name for name, _ in sources]
+    with collector_paused():
+        compiled_schema()
+        results = _run(names, False, None, {i: data for i, (_, data) in enumerate(sources)})
+        return _report(results, len(names), [])
 
 
 # ---- built once per process -----------------------------------------------------------
