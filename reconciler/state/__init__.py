@@ -6,8 +6,9 @@
 - `postgres.PostgresStateStore`: a `postgresql://` URL, many workspaces in one database,
   for CI runners that keep nothing and for highly available daemons (DESIGN §12).
 
-Each backend is the only module that imports its driver (sqlite3, psycopg); psycopg is
-imported only when a `postgresql://` location is opened, and is an optional extra.
+Each backend is the only place that imports its driver (sqlite3, psycopg); psycopg is
+imported only when a `postgresql://` location is opened, and is an optional extra.  Both
+hold their apply lock through `heartbeat.HeartbeatLock`.
 
 Correctness never depends on the store surviving: the planner reads live state and never
 creates on a project that already runs a deployment.  The store adds ownership (only what

@@ -14,11 +14,10 @@ import socket
 import sqlite3
 import threading
 import time
-import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 
-from reconciler.errors import StateError, StateLockedError
+from reconciler.errors import StateError
 from reconciler.model import Intent, Record
 from reconciler.state import (
     DEFAULT_WORKSPACE,
@@ -28,6 +27,7 @@ from reconciler.state import (
     StateSnapshot,
     format_time,
 )
+from reconciler.state.heartbeat import HeartbeatLock
 
 SCHEMA_VERSION = 3
 
@@ -169,9 +169,7 @@ class SqliteStateStore:
             raise StateError(f"cannot use state file {self.path}: {error}") from None
         except OSError as error:
             raise StateError(f"cannot open state file {self.path}: {error.strerror}") from None
-        self._lock_token: str | None = None
-        self._heartbeat_stop = threading.Event()
-        self._heartbeat: threading.Thread | None = None
+        self._apply_lock = HeartbeatLock(_LockRow(self))
 
     @property
     def location(self) -> str:
@@ -249,75 +247,19 @@ class SqliteStateStore:
             )
 
     def close(self) -> None:
-        self._release_lock()
+        self._apply_lock.release()
         with self._mutex:
             self._db.close()
 
     # -- lock ------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def lock(self, timeout: float = 60.0) -> Iterator[None]:
+    def lock(self, timeout: float = 60.0) -> contextlib.AbstractContextManager[None]:
         """Hold the store's apply lock; wait at most `timeout` seconds for it."""
-        self._acquire_lock(timeout)
-        try:
-            yield
-        finally:
-            self._release_lock()
+        return self._apply_lock.held(timeout)
 
     def _acquire_lock(self, timeout: float) -> None:
-        token = uuid.uuid4().hex
-        host = socket.gethostname()
-        deadline = time.monotonic() + timeout
-        while True:
-            now = time.time()
-            with self._tx() as db:
-                row = db.execute("SELECT * FROM lock WHERE id = 1").fetchone()
-                free = (
-                    row is None
-                    or row["expires_at"] < now
-                    or (row["host"] == host and not _pid_alive(row["pid"]))
-                )
-                if free:
-                    db.execute(
-                        "INSERT OR REPLACE INTO lock VALUES (1, ?, ?, ?, ?, ?)",
-                        (token, os.getpid(), host, now, now + self.LOCK_TTL),
-                    )
-            if free:
-                break
-            assert row is not None
-            if time.monotonic() >= deadline:
-                since = format_time(row["acquired_at"])
-                raise StateLockedError(
-                    f"state is locked by pid {row['pid']} on {row['host']} since {since} "
-                    f"({self.path}); waited {timeout:g}s; if that process is gone, "
-                    "`reconciler state unlock` frees it"
-                )
-            time.sleep(0.1)
-        self._lock_token = token
-        self._heartbeat_stop.clear()
-        self._heartbeat = threading.Thread(
-            target=self._beat, name="state-lock-heartbeat", daemon=True
-        )
-        self._heartbeat.start()
-
-    def _beat(self) -> None:
-        while not self._heartbeat_stop.wait(self.LOCK_TTL / 3):
-            with contextlib.suppress(sqlite3.Error), self._tx() as db:
-                db.execute(
-                    "UPDATE lock SET expires_at = ? WHERE token = ?",
-                    (time.time() + self.LOCK_TTL, self._lock_token),
-                )
-
-    def _release_lock(self) -> None:
-        if self._lock_token is None:
-            return
-        self._heartbeat_stop.set()
-        if self._heartbeat is not None:
-            self._heartbeat.join()
-            self._heartbeat = None
-        with contextlib.suppress(sqlite3.Error), self._tx() as db:
-            db.execute("DELETE FROM lock WHERE token = ?", (self._lock_token,))
-        self._lock_token = None
+        """Take the lock without a `with` (a process that means to die holding it)."""
+        self._apply_lock.acquire(timeout)
 
     # -- records ---------------------------------------------------------------------
 
@@ -555,3 +497,59 @@ class SqliteStateStore:
     def leadership(self, lease: float) -> SoleLeader:
         """One file, one machine: the daemon using it always leads."""
         return SoleLeader()
+
+
+class _LockRow:
+    """The apply lock as the row `lock` (id 1) with an expiry, renewed every TTL/3.
+
+    Free when it is missing, expired, or held by a process of this host that is gone.  It
+    is never lost while held: a renewal that fails is tried again at the next beat.
+    """
+
+    def __init__(self, store: SqliteStateStore) -> None:
+        self._store = store
+        self._seen: sqlite3.Row | None = None  # the holder the last attempt found
+
+    @property
+    def heartbeat(self) -> float:
+        return self._store.LOCK_TTL / 3
+
+    def attempt(self, token: str) -> Callable[[], bool]:
+        host = socket.gethostname()
+
+        def take() -> bool:
+            now = time.time()
+            with self._store._tx() as db:
+                row = db.execute("SELECT * FROM lock WHERE id = 1").fetchone()
+                free = (
+                    row is None
+                    or row["expires_at"] < now
+                    or (row["host"] == host and not _pid_alive(row["pid"]))
+                )
+                if free:
+                    db.execute(
+                        "INSERT OR REPLACE INTO lock VALUES (1, ?, ?, ?, ?, ?)",
+                        (token, os.getpid(), host, now, now + self._store.LOCK_TTL),
+                    )
+            self._seen = row
+            return free
+
+        return take
+
+    def holder(self) -> str:
+        row = self._seen
+        assert row is not None  # an attempt found the lock held
+        since = format_time(row["acquired_at"])
+        return f"pid {row['pid']} on {row['host']} since {since} ({self._store.path})"
+
+    def renew(self, token: str) -> bool:
+        with contextlib.suppress(sqlite3.Error), self._store._tx() as db:
+            db.execute(
+                "UPDATE lock SET expires_at = ? WHERE token = ?",
+                (time.time() + self._store.LOCK_TTL, token),
+            )
+        return True
+
+    def release(self, token: str) -> None:
+        with contextlib.suppress(sqlite3.Error), self._store._tx() as db:
+            db.execute("DELETE FROM lock WHERE token = ?", (token,))
