@@ -125,7 +125,7 @@ class Cycle:
             if chosen is None:
                 return result
             outcomes = self.apply(chosen, hooks)
-        outcomes = self.settle(outcomes, views, hooks)
+        outcomes = self.settle(outcomes, views, hooks, chosen)
         return dataclasses.replace(result, outcomes=outcomes, applied=True)
 
     # -- the steps ---------------------------------------------------------------------
@@ -185,13 +185,18 @@ class Cycle:
     def apply(self, plan: Plan, hooks: Hooks) -> list[Outcome]:
         return self.engine.apply(plan, progress=hooks.progress, should_stop=self.should_stop)
 
-    def settle(self, outcomes: list[Outcome], views: Views, hooks: Hooks) -> list[Outcome]:
+    def settle(
+        self, outcomes: list[Outcome], views: Views, hooks: Hooks, plan: Plan
+    ) -> list[Outcome]:
         started = sum(1 for o in outcomes if o.result.started)
         if not started or self.health_wait <= 0:
             return outcomes
         hooks.waiting(started, self.health_wait)
         values = secrets.known_values(secrets.referenced(views.desired))
-        checked = self.engine.await_health(outcomes, self.health_wait, self.should_stop, values)
+        revision = plan.revision.stored if plan.revision else None
+        checked = self.engine.await_health(
+            outcomes, self.health_wait, self.should_stop, values, revision
+        )
         for before, after in zip(outcomes, checked, strict=True):
             if after != before:
                 hooks.unhealthy(after)

@@ -80,9 +80,42 @@ class Metrics:
             "(always 1 with a SQLite state)",
             registry=r,
         )
+        self.source_info = Gauge(
+            "reconciler_source_info",
+            "The revision the desired state was last read at (1 for the current one)",
+            ["kind", "revision"],
+            registry=r,
+        )
+        self.git_fetch_failures = Counter(
+            "reconciler_git_fetch_failures",
+            "Fetches of the git source that failed (network, auth, timeout)",
+            registry=r,
+        )
+        self.last_fetch_success = Gauge(
+            "reconciler_source_last_fetch_success_timestamp_seconds",
+            "Unix time of the last fetch of the git source that succeeded",
+            registry=r,
+        )
+        self.webhook_requests = Counter(
+            "reconciler_webhook_requests",
+            "Webhook requests by answer (accepted, ignored, duplicate, unauthorized, ...)",
+            ["result"],
+            registry=r,
+        )
+        self._source: tuple[str, str] | None = None
         self.role = "standby"  # "leader" | "standby", shown by /healthz
         self.board = StatusBoard()  # what the status page shows (DESIGN §14)
         self.last_loop = time.monotonic()
+
+    def set_source(self, kind: str, revision: str | None) -> None:
+        """The revision in force: one series of `reconciler_source_info`, the old one gone."""
+        labels = (kind, revision or "")
+        if labels == self._source:
+            return
+        if self._source is not None:
+            self.source_info.remove(*self._source)
+        self.source_info.labels(*labels).set(1)
+        self._source = labels
 
     def set_role(self, role: str) -> None:
         self.role = role

@@ -318,6 +318,7 @@ class Record:
     source_modified: str | None = None  # `compileId: latest`: the project's `modified` built
     restarts: int = 0  # restarts in a row (reset once it has stayed Running 30 minutes)
     last_restart_at: float | None = None
+    revision: str | None = None  # the commit of its last action (Revision.stored)
 
     @property
     def spec(self) -> dict[str, Any] | None:
@@ -344,6 +345,7 @@ class Intent:
     old_deploy_id: str | None = None
     spec_json: str | None = None
     on_delete: str = DEFAULT_ON_DELETE
+    revision: str | None = None  # the commit that asked for it (Revision.stored)
 
     def __post_init__(self) -> None:
         if type(self.kind) is not ActionKind:  # as stores and older callers spell it
@@ -361,6 +363,7 @@ class Intent:
         spec_json: str | None = None,
         on_delete: str = DEFAULT_ON_DELETE,
         now: float | None = None,
+        revision: str | None = None,
     ) -> Intent:
         return cls(
             uuid.uuid4().hex,
@@ -372,6 +375,7 @@ class Intent:
             old_deploy_id,
             spec_json,
             on_delete,
+            revision,
         )
 
 
@@ -438,6 +442,11 @@ class Revision:
         """The first 12 characters, `+dirty` when dirty: how history shows it."""
         return self.sha[:12] + ("+dirty" if self.dirty else "")
 
+    @property
+    def stored(self) -> str:
+        """As the state records it with each intent, record and history entry."""
+        return self.sha + (DIRTY if self.dirty else "")
+
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -446,6 +455,22 @@ class Revision:
             "url": self.url,
             "ref": self.ref,
         }
+
+
+DIRTY = "+dirty"
+
+
+def split_revision(stored: str | None) -> tuple[str | None, bool]:
+    """(the SHA, dirty) of a revision as the state records it."""
+    if not stored:
+        return None, False
+    return stored.removesuffix(DIRTY), stored.endswith(DIRTY)
+
+
+def short_revision(stored: str | None) -> str:
+    """`3b5f156cf4a5`, `3b5f156cf4a5+dirty`, or `-`."""
+    sha, dirty = split_revision(stored)
+    return "-" if sha is None else sha[:12] + (DIRTY if dirty else "")
 
 
 @dataclass(frozen=True)

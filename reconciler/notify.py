@@ -28,7 +28,7 @@ from typing import Any
 from reconciler import secrets
 from reconciler.client import WebhookSender, is_slack_webhook, resolve_webhook_url, url_origin
 from reconciler.errors import ReconcilerError
-from reconciler.model import Action, Deployment, Outcome, Plan, Result, SecretRef
+from reconciler.model import Action, Deployment, Outcome, Plan, Result, Revision, SecretRef
 
 ENV = "RECONCILER_NOTIFY"
 EVENTS = (
@@ -76,6 +76,7 @@ def make_event(
         "deployId": deploy_id or None,
         "reason": reason,
         "time": _now(),
+        "revision": None,  # the commit of the run: filled in by the Notifier that sends it
     }
 
 
@@ -111,6 +112,8 @@ def slack_message(event: Mapping[str, Any]) -> dict[str, str]:
         text += f" `{escaped(event['deployId'])}`"
     if event.get("reason"):
         text += f": {escaped(event['reason'])}"
+    if event.get("revision"):
+        text += f" (at `{escaped(str(event['revision'])[:12])}`)"
     return {"text": text.strip()}
 
 
@@ -141,6 +144,7 @@ class Notifier:
         self._abandon = threading.Event()
         self._lock = threading.Lock()
         self._refs: frozenset[SecretRef] = frozenset()
+        self._revision: str | None = None
         self.sent = 0  # deliveries (one event to one receiver) that succeeded
         self.failed = 0  # ... that failed every attempt, or were dropped
         self._pending = 0  # ... queued or in flight
@@ -160,6 +164,10 @@ class Notifier:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def at_revision(self, revision: Revision | None) -> None:
+        """Events sent from now on carry this commit (`revision`: its SHA, or null)."""
+        self._revision = revision.sha if revision is not None else None
+
     def watch_secrets(self, desired: Iterable[Deployment]) -> None:
         """Mask the values of the secrets these manifests reference (read at send time)."""
         if self.urls:
@@ -170,6 +178,8 @@ class Notifier:
     def send(self, event: Event | None) -> None:
         if event is None or self._abandon.is_set():
             return
+        if event.get("revision") is None:
+            event = {**event, "revision": self._revision}
         for url, line, _ in self._channels:
             try:
                 line.put_nowait(event)

@@ -9,7 +9,15 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reconciler.model import Action, ActionKind, Change, Outcome, Plan, Result, Revision
+from reconciler.model import (
+    Action,
+    ActionKind,
+    Change,
+    Outcome,
+    Plan,
+    Result,
+    Revision,
+)
 
 PLAN_FORMAT_VERSION = 1
 
@@ -351,6 +359,12 @@ def _live_cell(row: Mapping[str, Any]) -> str:
     return text
 
 
+def _revision_cell(row: Mapping[str, Any]) -> str:
+    if not row.get("revision"):
+        return "-"
+    return str(row["revision"])[:12] + ("+dirty" if row.get("dirty") else "")
+
+
 def status_text(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return "No deployments recorded yet. Run `reconciler apply` first."
@@ -363,10 +377,12 @@ def status_text(rows: Sequence[Mapping[str, Any]]) -> str:
             _live_cell(r),
             str(r["deployId"] or "-"),
             f"{r['lastAction'] or '-'} {when(r['lastActionAt'])}",
+            _revision_cell(r),
         )
         for r in rows
     ]
-    text = _table(("NAME", "PROJECT", "COMPILE", "NODE", "LIVE", "DEPLOY ID", "LAST ACTION"), table)
+    headers = ("NAME", "PROJECT", "COMPILE", "NODE", "LIVE", "DEPLOY ID", "LAST ACTION", "REVISION")
+    text = _table(headers, table)
     drifting = [r["name"] for r in rows if r.get("notRunning")]
     if drifting:
         text += (

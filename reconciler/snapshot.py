@@ -15,7 +15,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler import secrets
-from reconciler.model import Action, ActionKind, Deployment, LiveDeployment, Outcome, Record
+from reconciler.model import (
+    Action,
+    ActionKind,
+    Deployment,
+    LiveDeployment,
+    Outcome,
+    Record,
+    Revision,
+    split_revision,
+)
 from reconciler.state import HistoryEntry
 
 VERSION = 1
@@ -123,6 +132,8 @@ def history_row(entry: HistoryEntry) -> dict[str, Any]:
         "outcome": entry.outcome,
         "deployId": entry.deploy_id,
         "detail": entry.detail,
+        "revision": split_revision(entry.revision)[0],
+        "dirty": split_revision(entry.revision)[1],
     }
 
 
@@ -149,6 +160,7 @@ def build(
     retry_in: Mapping[str, float],
     phase: str,
     now: float,
+    revision: Revision | None = None,
 ) -> dict[str, Any]:
     """The page's data (`/api/status` without its `role`), secrets masked."""
     by_name = {a.name: a for a in actions if a.name}
@@ -171,6 +183,7 @@ def build(
         "generatedAt": now,
         "phase": phase,  # "applying" while this reconcile's actions run, else "idle"
         "lastError": None,
+        "source": _source(revision),
         "summary": {
             "deployments": len(rows),
             "inSync": sum(1 for r in rows if r["status"] == "in sync"),
@@ -188,6 +201,12 @@ def build(
     return result
 
 
+def _source(revision: Revision | None) -> dict[str, Any] | None:
+    if revision is None:
+        return None
+    return {**revision.to_json(), "subject": revision.subject}
+
+
 def empty(now: float | None = None) -> dict[str, Any]:
     """Before the first reconcile (or while standing by)."""
     return {
@@ -195,6 +214,7 @@ def empty(now: float | None = None) -> dict[str, Any]:
         "generatedAt": time.time() if now is None else now,
         "phase": "starting",
         "lastError": None,
+        "source": None,
         "summary": {"deployments": 0, "inSync": 0, "needAttention": 0, "invalidFiles": 0},
         "deployments": [],
         "invalidFiles": [],

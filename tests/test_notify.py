@@ -20,7 +20,7 @@ from tests.test_watch import Daemon, daemons, root, wait_for
 
 __all__ = ["daemons", "receiver", "root", "world"]  # fixtures used below
 
-EVENT_FIELDS = {"event", "name", "projectId", "deployId", "reason", "time"}
+EVENT_FIELDS = {"event", "name", "projectId", "deployId", "reason", "time", "revision"}
 Receivers = Callable[..., Receiver]
 
 

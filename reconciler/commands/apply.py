@@ -242,6 +242,7 @@ def _apply(config: ApplyConfig, notifier: notify.Notifier, done: list[Outcome]) 
     source = _saved_source(document, config) if document else config.source
     desired = read_desired(connection, source, paths)
     notifier.watch_secrets(desired.deployments)
+    notifier.at_revision(desired.revision)
     values = secrets.known_values(secrets.referenced(desired.deployments))
     _check_flags(config, desired.deployments)
     with connect(connection, desired.deployments, concurrency=config.concurrency) as rt:

@@ -14,7 +14,7 @@ from typing import Any
 from reconciler import render
 from reconciler.config import StateConfig
 from reconciler.errors import ConfigError, StateLockedError
-from reconciler.model import Intent, Record
+from reconciler.model import Intent, Record, short_revision, split_revision
 from reconciler.state import (
     HistoryEntry,
     StateStore,
@@ -58,6 +58,7 @@ def record_json(record: Record) -> dict[str, Any]:
         "lastRestartAt": record.last_restart_at,
         "sourceModified": record.source_modified,
         "spec": record.spec,
+        **_revision_json(record.revision),
     }
 
 
@@ -81,7 +82,14 @@ def history_json(entry: HistoryEntry) -> dict[str, Any]:
         "projectId": entry.project_id,
         "deployId": entry.deploy_id,
         "detail": entry.detail,
+        **_revision_json(entry.revision),
     }
+
+
+def _revision_json(stored: str | None) -> dict[str, Any]:
+    """`revision` (the full SHA, or null) and `dirty` of a recorded revision."""
+    sha, dirty = split_revision(stored)
+    return {"revision": sha, "dirty": dirty}
 
 
 def _when(at: float | None) -> str:
@@ -180,6 +188,7 @@ def show(config: StateConfig, store: StateStore) -> int:
         ("protected", "yes" if record.protected else "no"),
         ("spec hash", record.spec_hash),
         ("last action", f"{record.last_action or '-'}: {record.last_outcome or '-'}"),
+        ("revision", short_revision(record.revision)),
         ("created", _when(record.created_at)),
         ("updated", _when(record.updated_at)),
         ("restarts", str(record.restarts)),
@@ -203,7 +212,7 @@ def history(config: StateConfig, store: StateStore) -> int:
     if not entries:
         print("No history" + (f" for {config.name}" if config.name else "") + ".")
         return 0
-    rows = [["TIME", "ACTION", "OUTCOME", "NAME", "PROJECT", "DEPLOY ID", "DETAIL"]]
+    rows = [["TIME", "ACTION", "OUTCOME", "NAME", "PROJECT", "DEPLOY ID", "REVISION", "DETAIL"]]
     rows += [
         [
             _when(e.at),
@@ -212,6 +221,7 @@ def history(config: StateConfig, store: StateStore) -> int:
             e.name or "-",
             str(e.project_id) if e.project_id is not None else "-",
             e.deploy_id or "-",
+            short_revision(e.revision),
             e.detail or "",
         ]
         for e in entries

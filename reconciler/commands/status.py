@@ -8,6 +8,7 @@ from typing import Any
 from reconciler import planner, render
 from reconciler.config import StatusConfig
 from reconciler.errors import ReconcilerError
+from reconciler.model import split_revision
 from reconciler.policy.restart import backoff_until
 from reconciler.runtime import connect
 
@@ -56,6 +57,9 @@ def run(config: StatusConfig) -> int:
                 "notRunning": cause,
                 "restarts": record.restarts,
                 "nextRestartAt": until,
+                # The commit that asked for its last action (DESIGN §15), or None.
+                "revision": split_revision(record.revision)[0],
+                "dirty": split_revision(record.revision)[1],
             }
         )
     if config.format == "json":

@@ -11,19 +11,74 @@ from reconciler.daemon import Daemon, install_signals
 from reconciler.errors import ConfigError, ManifestError
 from reconciler.metrics import Metrics, MetricsServer
 from reconciler.runtime import connect
-from reconciler.sources import files
+from reconciler.sources import Source, files, git
 
 log = logging.getLogger("reconciler.watch")
 
 
+# Events of the git source, by how loud they are; those also notified (DESIGN §15).
+_GIT_EVENTS = {
+    "git_fetch_failed": logging.ERROR,
+    "git_fetch_recovered": logging.INFO,
+    "invalid_revision": logging.ERROR,
+    "verify_failed": logging.ERROR,
+    "history_rewritten": logging.WARNING,
+}
+_NOTIFIED = frozenset({"verify_failed", "history_rewritten", "invalid_revision"})
+
+
+def _git_source(
+    config: WatchConfig, metrics: Metrics, notifier: notify.Notifier
+) -> git.GitFollower:
+    def on_event(event: str, fields: dict[str, object]) -> None:
+        why = str(fields.get("error") or fields.get("previous") or "")
+        log.log(
+            _GIT_EVENTS.get(event, logging.INFO),
+            "%s %s",
+            event,
+            why,
+            extra={"event": event, **fields},
+        )
+        if event in _NOTIFIED:
+            reason = (
+                f"revision {fields.get('revision')} does not descend from {why}: a force push"
+                if event == "history_rewritten"
+                else why
+                or f"{fields.get('problems')} problem(s) in revision {fields.get('revision')}"
+            )
+            notifier.send(notify.make_event(event, None, 0, None, reason))
+
+    def on_fetch(ok: bool) -> None:
+        if ok:
+            metrics.last_fetch_success.set_to_current_time()
+        else:
+            metrics.git_fetch_failures.inc()
+
+    source = config.source
+    assert source.git is not None
+    follower = git.GitFollower(
+        source.git,
+        config.paths,
+        ref=source.ref,
+        interval=source.interval,
+        allowed_signers=source.verify_signatures,
+        on_event=on_event,
+        on_fetch=on_fetch,
+    )
+    follower.poll()  # the first revision, before the first reconcile
+    return follower
+
+
 def run(config: WatchConfig) -> int:
     logs.configure(config.log_format)
-    files.check_paths(config.paths)
+    if not config.source.git:
+        files.check_paths(config.paths)
     stop = threading.Event()
     holder: list[Daemon] = []
     install_signals(stop, lambda: holder[0] if holder else None)
     try:
-        seed = files.read(config.paths).deployments if config.connection.sandbox else ()
+        sandboxed = config.connection.sandbox and not config.source.git
+        seed = files.read(config.paths).deployments if sandboxed else ()
     except ManifestError:
         seed = ()  # the daemon reports invalid files itself and keeps going
     metrics = Metrics()
@@ -51,12 +106,17 @@ def run(config: WatchConfig) -> int:
         log.warning(message, extra={"event": "notify_failed", "reason": reason})
 
     notifier = notify.Notifier(receivers, on_failure=notification_failed)
+    watched: Source = (
+        _git_source(config, metrics, notifier)
+        if config.source.git
+        else files.FileTracker(config.paths)
+    )
     try:
         with connect(config.connection, seed, observer=metrics.observe_api) as rt:
             leadership = rt.store.leadership(config.lease)  # PostgreSQL: one leader acts
             daemon = Daemon(
                 rt,
-                files.FileTracker(config.paths),
+                watched,
                 metrics,
                 config.resync,
                 stop,
@@ -69,7 +129,7 @@ def run(config: WatchConfig) -> int:
             leadership.start(daemon.on_role)
             log.info(
                 "watching %s (resync every %gs)",
-                ", ".join(config.paths),
+                watched.description,
                 config.resync,
                 extra={
                     "event": "started",

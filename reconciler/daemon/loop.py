@@ -128,6 +128,11 @@ class Daemon:
         self.reports.files(refresh)
         desired = refresh.desired
         self.notifier.watch_secrets(desired.deployments)
+        self.notifier.at_revision(desired.revision)
+        revision = desired.revision
+        self.metrics.set_source(
+            revision.kind if revision else "files", revision.stored if revision else None
+        )
         self.metrics.manifests.set(len(desired.deployments))
         self.rt.prepare(desired.deployments)
         now = time.time()
@@ -183,6 +188,7 @@ class Daemon:
             retry_in={name: t - now for name, t in self.retries.retry_after(now).items()},
             phase=phase,
             now=now,
+            revision=refresh.desired.revision,
         )
         self.metrics.board.publish(data, refresh.desired.deployments)
 

@@ -109,9 +109,10 @@ class Engine:
             self.options,
             secrets.known_values(secrets.referenced(deployments)),
         )
+        revision = plan.revision.stored if plan.revision else None
         for action in plan.actions:
             if action.renamed_from and action.record is not None:
-                self._rename(action.renamed_from, action.record)
+                self._rename(action.renamed_from, action.record, revision)
         outcomes: list[Outcome] = []
         creates: list[tuple[Action, Intent]] = []
         replaces: list[tuple[Action, Intent]] = []
@@ -119,11 +120,11 @@ class Engine:
         for action in plan.actions:
             kind, desired = action.action, action.desired
             if not action.carried_out:
-                outcomes.append(self._settle(action))
+                outcomes.append(self._settle(action, revision))
             elif kind in (ActionKind.CREATE, ActionKind.RESTART) and desired is not None:
-                creates.append((action, _intent(desired, kind, action.deploy_id)))
+                creates.append((action, _intent(desired, kind, action.deploy_id, revision)))
             elif kind is ActionKind.REPLACE and desired is not None and action.deploy_id:
-                replaces.append((action, _intent(desired, kind, action.deploy_id)))
+                replaces.append((action, _intent(desired, kind, action.deploy_id, revision)))
             elif kind is ActionKind.PRUNE and action.name and action.deploy_id:
                 record = action.record
                 prunes.append(
@@ -134,10 +135,11 @@ class Engine:
                         kind=ActionKind.PRUNE,
                         old_deploy_id=action.deploy_id,
                         on_delete=record.on_delete if record else "stop",
+                        revision=revision,
                     )
                 )
             else:
-                outcomes.append(self._settle(action))
+                outcomes.append(self._settle(action, revision))
         intents = [i for _, i in creates] + [i for _, i in replaces] + prunes
         if not intents:
             return outcomes
@@ -176,10 +178,10 @@ class Engine:
                 outcomes.append(tracker.done(future.result()))
         return outcomes
 
-    def _rename(self, old: str, record: Record) -> None:
+    def _rename(self, old: str, record: Record, revision: str | None) -> None:
         """A renamed manifest: its record (taken over, under the new name) moves before
         anything else acts on it."""
-        moved = dataclasses.replace(record, updated_at=self.options.clock())
+        moved = dataclasses.replace(record, updated_at=self.options.clock(), revision=revision)
         self.store.rename_record(old, moved, detail=f"manifest renamed from {old} to {record.name}")
 
     def _stop(
@@ -211,6 +213,7 @@ class Engine:
             self.store.add_history(
                 "stop", "stopped", name=name, project_id=project, deploy_id=old,
                 detail=f"replace: {result.detail}" if result.detail else "replace",
+                revision=intent.revision,
             )  # fmt: skip
             stopped = journal.stopped_record(intent, action.record, self.options.clock())
             if stopped is not None:
@@ -242,7 +245,7 @@ class Engine:
         self.store.close_intent(intent, "failed", detail=result.detail)
         return Outcome(name, project, kind, Result.FAILED, old, result.detail)
 
-    def _settle(self, action: Action) -> Outcome:
+    def _settle(self, action: Action, revision: str | None) -> Outcome:
         """Actions that send nothing: record adoptions and releases, report the rest."""
         name, project, kind = action.name, action.project_id, action.action
         desired, record = action.desired, action.record
@@ -254,7 +257,7 @@ class Engine:
             # Held by a gate (a prune without --prune, ...): reported, not carried out.
             return outcome(Result.PENDING, action.held.why)
         if kind is ActionKind.NOOP and action.adopt and desired is not None:
-            self._adopt(action, desired)
+            self._adopt(action, desired, revision)
             return outcome(Result.ADOPTED)
         if kind is ActionKind.NOOP:
             if desired is not None and record is not None:
@@ -263,23 +266,26 @@ class Engine:
         if kind is ActionKind.DRIFT:
             return outcome(Result.DRIFT)
         if kind is ActionKind.PRUNE and name:  # nothing runs: only the record goes
-            self.store.forget_record(name, action="prune", outcome="pruned", detail=action.reason)
+            self.store.forget_record(
+                name, action="prune", outcome="pruned", detail=action.reason, revision=revision
+            )
             return Outcome(name, project, kind, Result.PRUNED, None, "record dropped; not running")
         if kind is ActionKind.UNMANAGED and action.release and name:
             self.store.forget_record(
-                name, action="release", outcome="released", detail=action.reason
-            )
+                name, action="release", outcome="released", detail=action.reason,
+                revision=revision,
+            )  # fmt: skip
             return outcome(Result.RELEASED)
         if kind is ActionKind.UNMANAGED:
             return outcome(Result.UNTOUCHED)
         # conflict, blocked: refused, with the reason in the history.
         self.store.add_history(
             kind, "refused", name=name, project_id=project, deploy_id=action.deploy_id,
-            detail=action.reason,
+            detail=action.reason, revision=revision,
         )  # fmt: skip
         return outcome(Result(kind.value))
 
-    def _adopt(self, action: Action, desired: Deployment) -> None:
+    def _adopt(self, action: Action, desired: Deployment, revision: str | None) -> None:
         now = self.options.clock()
         self.store.put_record(
             Record(
@@ -298,11 +304,12 @@ class Engine:
                 spec_json=desired.spec_json,
                 on_delete=desired.on_delete,
                 protected=desired.protected,
+                revision=revision,
             )
         )
         self.store.add_history(
             "adopt", "adopted", name=desired.name, project_id=action.project_id,
-            deploy_id=action.deploy_id, detail=action.reason,
+            deploy_id=action.deploy_id, detail=action.reason, revision=revision,
         )  # fmt: skip
 
     def _refresh_settings(self, record: Record, desired: Deployment) -> None:
@@ -329,6 +336,7 @@ class Engine:
         wait: float,
         should_stop: StopAsked | None = None,
         secret_values: Sequence[str] = (),
+        revision: str | None = None,
     ) -> list[Outcome]:
         """After the creates: watch live state (one list per poll, with backoff) until each
         new deployment is Running or has failed (DESIGN §11 "Health after apply").
@@ -351,7 +359,7 @@ class Engine:
             outcome = started[deploy_id]
             self.store.add_history(
                 "health", result, name=outcome.name, project_id=outcome.project_id,
-                deploy_id=deploy_id, detail=detail,
+                deploy_id=deploy_id, detail=detail, revision=revision,
             )  # fmt: skip
         return [
             dataclasses.replace(o, result=Result.FAILED, detail=verdicts[o.deploy_id][1])
@@ -361,7 +369,9 @@ class Engine:
         ]
 
 
-def _intent(desired: Deployment, kind: ActionKind, old_deploy_id: str | None = None) -> Intent:
+def _intent(
+    desired: Deployment, kind: ActionKind, old_deploy_id: str | None, revision: str | None
+) -> Intent:
     return Intent.new(
         desired.name,
         desired.project_id,
@@ -370,6 +380,7 @@ def _intent(desired: Deployment, kind: ActionKind, old_deploy_id: str | None = N
         old_deploy_id=old_deploy_id,
         spec_json=desired.spec_json,
         on_delete=desired.on_delete,
+        revision=revision,
     )
 
 

@@ -82,6 +82,7 @@ def record_for(
         source_modified=source_modified,
         restarts=(previous.restarts if previous else 0) + 1 if restarted else 0,
         last_restart_at=now if restarted else None,
+        revision=intent.revision,
     )
 
 

@@ -380,8 +380,10 @@ class GitFollower:
         interval: float = 60.0,
         allowed_signers: str | None = None,
         on_event: EventSink | None = None,
+        on_fetch: Callable[[bool], None] | None = None,
     ) -> None:
         self.mirror = Mirror(url)
+        self.on_fetch = on_fetch or (lambda ok: None)
         self.paths = list(paths)
         self.ref = ref
         self.interval = interval
@@ -410,11 +412,13 @@ class GitFollower:
             sha = self.mirror.fetch(self.ref)
         except GitError as error:
             self.fetch_failures += 1
+            self.on_fetch(False)
             if self._failing is None:
                 self.on_event("git_fetch_failed", {"url": self.mirror.url, "error": str(error)})
             self._failing = str(error)
             return False
         self.last_fetch_success = time.time()
+        self.on_fetch(True)
         if self._failing is not None:
             self.on_event("git_fetch_recovered", {"url": self.mirror.url})
             self._failing = None
@@ -471,9 +475,11 @@ class GitFollower:
         `on_change` after a new good revision came in force.  A failing fetch backs off
         (capped at `interval`)."""
         failures = 0
+        skip = self.fetches > 0  # the daemon fetched once before its first reconcile
         while not stop.is_set():
-            if self.poll():
+            if not skip and self.poll():
                 on_change()
+            skip = False
             failures = failures + 1 if self._failing else 0
             deadline = time.monotonic() + (
                 self._backoff.delay(failures) if failures else self.interval

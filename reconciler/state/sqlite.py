@@ -8,6 +8,7 @@ heartbeat (two processes on one machine take turns).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import random
 import socket
@@ -29,7 +30,7 @@ from reconciler.state import (
 )
 from reconciler.state.heartbeat import HeartbeatLock
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -94,16 +95,23 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE deployments ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE deployments ADD COLUMN last_restart_at REAL;
     """,
+    # GitOps: the commit that asked for each action (DESIGN §15).
+    4: """
+    ALTER TABLE deployments ADD COLUMN revision TEXT;
+    ALTER TABLE intents ADD COLUMN revision TEXT;
+    ALTER TABLE history ADD COLUMN revision TEXT;
+    """,
 }
 
 _RECORD_COLUMNS = (
     "name", "project_id", "spec_hash", "deploy_id", "owned", "compile_id", "node_id",
     "compile_verified", "created_at", "updated_at", "last_action", "last_outcome",
     "spec_json", "on_delete", "protected", "source_modified", "restarts", "last_restart_at",
+    "revision",
 )  # fmt: skip
 _INTENT_COLUMNS = (
     "attempt_id", "name", "project_id", "spec_hash", "created_at", "kind", "old_deploy_id",
-    "spec_json", "on_delete",
+    "spec_json", "on_delete", "revision",
 )  # fmt: skip
 
 
@@ -137,6 +145,7 @@ def _record_from_row(row: sqlite3.Row) -> Record:
         source_modified=row["source_modified"],
         restarts=row["restarts"],
         last_restart_at=row["last_restart_at"],
+        revision=row["revision"],
     )
 
 
@@ -146,8 +155,9 @@ def _intent_from_row(row: sqlite3.Row) -> Intent:
 
 def _history_from_row(r: sqlite3.Row) -> HistoryEntry:
     return HistoryEntry(
-        r["at"], r["name"], r["project_id"], r["action"], r["outcome"], r["deploy_id"], r["detail"]
-    )
+        r["at"], r["name"], r["project_id"], r["action"], r["outcome"], r["deploy_id"],
+        r["detail"], r["revision"],
+    )  # fmt: skip
 
 
 class SqliteStateStore:
@@ -272,7 +282,15 @@ class SqliteStateStore:
         with self._tx() as db:
             self._put(db, record)
 
-    def forget_record(self, name: str, *, action: str, outcome: str, detail: str) -> None:
+    def forget_record(
+        self,
+        name: str,
+        *,
+        action: str,
+        outcome: str,
+        detail: str,
+        revision: str | None = None,
+    ) -> None:
         """Drop a record (its deployment was pruned, or is released), with history."""
         with self._tx() as db:
             row = db.execute(
@@ -288,6 +306,7 @@ class SqliteStateStore:
                 row["project_id"] if row else None,
                 row["deploy_id"] if row else None,
                 detail,
+                revision,
             )
 
     def rename_record(self, old: str, record: Record, *, detail: str) -> None:
@@ -299,8 +318,9 @@ class SqliteStateStore:
             at = time.time()
             for name in (old, record.name):
                 self._history(
-                    db, at, "rename", "renamed", name, record.project_id, record.deploy_id, detail
-                )
+                    db, at, "rename", "renamed", name, record.project_id, record.deploy_id,
+                    detail, record.revision,
+                )  # fmt: skip
 
     @staticmethod
     def _put(db: sqlite3.Connection, record: Record) -> None:
@@ -364,8 +384,9 @@ class SqliteStateStore:
             elif forget:
                 db.execute("DELETE FROM deployments WHERE name = ?", (intent.name,))
             self._history(
-                db, now, intent.kind, outcome, intent.name, intent.project_id, deploy_id, detail
-            )
+                db, now, intent.kind, outcome, intent.name, intent.project_id, deploy_id,
+                detail, intent.revision,
+            )  # fmt: skip
 
     # -- history ---------------------------------------------------------------------
 
@@ -379,11 +400,12 @@ class SqliteStateStore:
         project_id: int | None,
         deploy_id: str | None,
         detail: str | None,
+        revision: str | None = None,
     ) -> None:
         db.execute(
-            "INSERT INTO history(at, name, project_id, action, outcome, deploy_id, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (at, name, project_id, action, outcome, deploy_id, detail),
+            "INSERT INTO history(at, name, project_id, action, outcome, deploy_id, detail, "
+            "revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (at, name, project_id, action, outcome, deploy_id, detail, revision),
         )
 
     def add_history(
@@ -395,9 +417,12 @@ class SqliteStateStore:
         project_id: int | None = None,
         deploy_id: str | None = None,
         detail: str | None = None,
+        revision: str | None = None,
     ) -> None:
         with self._tx() as db:
-            self._history(db, time.time(), action, outcome, name, project_id, deploy_id, detail)
+            self._history(
+                db, time.time(), action, outcome, name, project_id, deploy_id, detail, revision
+            )
 
     def history(self, limit: int = 100, name: str | None = None) -> list[HistoryEntry]:
         """The latest `limit` entries (of one deployment name, if given), newest first."""
@@ -485,12 +510,9 @@ class SqliteStateStore:
                 [{c: getattr(i, c) for c in _INTENT_COLUMNS} for i in snapshot.intents],
             )
             db.executemany(
-                "INSERT INTO history(at, name, project_id, action, outcome, deploy_id, detail) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (h.at, h.name, h.project_id, h.action, h.outcome, h.deploy_id, h.detail)
-                    for h in snapshot.history
-                ],
+                "INSERT INTO history(at, name, project_id, action, outcome, deploy_id, detail, "
+                "revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [dataclasses.astuple(h) for h in snapshot.history],
             )
             db.executemany("INSERT INTO applied_plans VALUES (?, ?)", snapshot.plans)
 

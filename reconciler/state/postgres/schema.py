@@ -16,7 +16,7 @@ import psycopg
 
 from reconciler.errors import StateError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -125,6 +125,12 @@ _MIGRATIONS: dict[int, str] = {
                 p_workspace USING ERRCODE = 'RL001';
         END IF;
     END $$
+    """,
+    # GitOps: the commit that asked for each action (DESIGN §15).
+    2: """
+    ALTER TABLE reconciler_deployments ADD COLUMN revision text;
+    ALTER TABLE reconciler_intents ADD COLUMN revision text;
+    ALTER TABLE reconciler_history ADD COLUMN revision text
     """,
 }
 

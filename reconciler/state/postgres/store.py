@@ -23,7 +23,7 @@ from reconciler.state.postgres.session import Params, PostgresSession
 
 _RECORD_COLUMNS = tuple(f.name for f in dataclasses.fields(Record))
 _INTENT_COLUMNS = tuple(f.name for f in dataclasses.fields(Intent))
-_HISTORY_COLUMNS = ("at", "name", "project_id", "action", "outcome", "deploy_id", "detail")
+_HISTORY_COLUMNS = tuple(f.name for f in dataclasses.fields(HistoryEntry))
 
 _RECORD_HEAD = f"INSERT INTO reconciler_deployments (workspace, {', '.join(_RECORD_COLUMNS)})"
 _RECORD_TAIL = " ON CONFLICT (workspace, name) DO UPDATE SET " + ", ".join(
@@ -41,8 +41,8 @@ WITH gone AS (
     RETURNING project_id, deploy_id
 )
 INSERT INTO reconciler_history (workspace, at, name, project_id, action, outcome, deploy_id,
-    detail)
-SELECT %s, %s, %s, (SELECT project_id FROM gone), %s, %s, (SELECT deploy_id FROM gone), %s
+    detail, revision)
+SELECT %s, %s, %s, (SELECT project_id FROM gone), %s, %s, (SELECT deploy_id FROM gone), %s, %s
 """
 _INSERT_HISTORY = f"{_HISTORY_HEAD} VALUES (%s, {', '.join(['%s'] * len(_HISTORY_COLUMNS))})"
 
@@ -79,10 +79,18 @@ class PostgresStateStore(PostgresSession):
     def _record_args(self, record: Record) -> tuple[Any, ...]:
         return (self._workspace, *(getattr(record, c) for c in _RECORD_COLUMNS))
 
-    def forget_record(self, name: str, *, action: str, outcome: str, detail: str) -> None:
+    def forget_record(
+        self,
+        name: str,
+        *,
+        action: str,
+        outcome: str,
+        detail: str,
+        revision: str | None = None,
+    ) -> None:
         """Drop a record (its deployment was pruned, or is released), with history."""
         args = (self._workspace, name, self._workspace, time.time(), name, action, outcome,
-                detail)  # fmt: skip
+                detail, revision)  # fmt: skip
         self._combined((_FORGET_RECORD, args))
 
     def rename_record(self, old: str, record: Record, *, detail: str) -> None:
@@ -92,7 +100,17 @@ class PostgresStateStore(PostgresSession):
         history = [
             (
                 _INSERT_HISTORY,
-                (self._workspace, at, name, project, "rename", "renamed", deploy, detail),
+                (
+                    self._workspace,
+                    at,
+                    name,
+                    project,
+                    "rename",
+                    "renamed",
+                    deploy,
+                    detail,
+                    record.revision,
+                ),
             )
             for name in (old, record.name)
         ]
@@ -145,7 +163,7 @@ class PostgresStateStore(PostgresSession):
         deploy_id = record.deploy_id if record else intent.old_deploy_id
         closing = (now, outcome, deploy_id, self._workspace, intent.attempt_id)
         history = (self._workspace, now, intent.name, intent.project_id, intent.kind, outcome,
-                   deploy_id, detail)  # fmt: skip
+                   deploy_id, detail, intent.revision)  # fmt: skip
         statements: list[tuple[str, Params]] = [
             (
                 "UPDATE reconciler_intents SET closed_at = %s, outcome = %s, deploy_id = %s "
@@ -176,9 +194,10 @@ class PostgresStateStore(PostgresSession):
         project_id: int | None = None,
         deploy_id: str | None = None,
         detail: str | None = None,
+        revision: str | None = None,
     ) -> None:
         args = (self._workspace, time.time(), name, project_id, action, outcome, deploy_id,
-                detail)  # fmt: skip
+                detail, revision)  # fmt: skip
         self._combined((_INSERT_HISTORY, args))
 
     def history(self, limit: int = 100, name: str | None = None) -> list[HistoryEntry]:
