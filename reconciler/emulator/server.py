@@ -58,7 +58,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from reconciler.emulator.handlers import ROUTES, Route
 from reconciler.emulator.params import parse_fields
+from reconciler.emulator.seed import add_seed
+from reconciler.emulator.shapes import iso, live_summary
 from reconciler.emulator.spec import Rejected
 from reconciler.emulator.world import World
 
@@ -120,22 +123,6 @@ def _fields(text: str | bytes, where: str) -> dict[str, Any] | str:
         return f"{where} is not valid: {error}"
 
 
-ROUTES: Mapping[str, Callable[[World, Mapping[str, Any]], dict[str, Any]]] = {
-    "authenticate": World.authenticate,
-    "projects/read": World.projects_read,
-    "projects/nodes/read": World.nodes_read,
-    "projects/nodes/update": World.nodes_update,
-    "compile/create": World.compile_create,
-    "compile/read": World.compile_read,
-    "live/create": World.live_create,
-    "live/read": World.live_read,
-    "live/list": World.live_list,
-    "live/update/stop": World.live_stop,
-    "live/update/liquidate": World.live_liquidate,
-    "lean/versions/read": World.lean_versions_read,
-    "nodes/read": World.organization_nodes_read,
-    "files/read": World.files_read,
-}
 # What answers GET as well as POST: the endpoints that change nothing (lean-cli reads with
 # GET). The others change state, and a GET must not: they answer it 405.
 READS = frozenset(
@@ -277,7 +264,7 @@ class _Handler(BaseHTTPRequestHandler):
         self,
         emulator: Emulator,
         endpoint: str,
-        route: Callable[[World, Mapping[str, Any]], dict[str, Any]],
+        route: Route,
         body: Mapping[str, Any],
     ) -> int:
         """The API call proper, through the faults injected on its endpoint."""
@@ -479,7 +466,7 @@ class Emulator:
         return self.world.add_live(project_id, node_id, brokerage, **options)
 
     def seed(self, data: Mapping[str, Any]) -> None:
-        self.world.seed(data)
+        add_seed(self.world, data)
 
     def batch(self) -> contextlib.AbstractContextManager[None]:
         """Many add_* calls, one save of the data directory at the end."""
@@ -494,7 +481,7 @@ class Emulator:
 
     def touch_project(self, project_id: int) -> str:
         """The project's code changed; returns its new `modified` as projects/read shows it."""
-        return self.world.touch_project(project_id)
+        return str(iso(self.world.touch_project(project_id)))
 
     def update_project(
         self,
@@ -519,7 +506,9 @@ class Emulator:
         return self.world.creates_committed(project_id)
 
     def active_deployments(self, project_id: int | None = None) -> list[dict[str, Any]]:
-        return self.world.active_deployments(project_id)
+        """The active deployments (of one project, if given), as live/list shows them."""
+        with self.world.lock:
+            return [live_summary(self.world, d) for d in self.world.all_active(project_id)]
 
     # ---- faults and statistics -------------------------------------------------------------
 
@@ -563,7 +552,6 @@ class Emulator:
                 "calls": {k: dict(v) for k, v in self._calls.items()},
                 "methods": {k: dict(v) for k, v in self._methods.items()},
                 "create_times": [dict(t) for t in self._create_times],
-                "creates_committed": {str(k): v for k, v in sorted(self.world.committed.items())},
                 **safety,
             }
 
