@@ -35,6 +35,7 @@ class Repo:
     """`origin.git` (bare, default branch main) and `work`, a clone that pushes to it."""
 
     def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
         self.origin = root / "origin.git"
         self.work = root / "work"
         git("init", "--quiet", "--bare", "--initial-branch=main", str(self.origin), cwd=root)
@@ -59,7 +60,9 @@ class Repo:
         return git("rev-parse", "HEAD", cwd=self.work)
 
     def push(self, force: bool = False) -> None:
-        git("push", "--quiet", *(["--force"] if force else []), "origin", "HEAD:main", cwd=self.work)
+        git(
+            "push", "--quiet", *(["--force"] if force else []), "origin", "HEAD:main", cwd=self.work
+        )
 
     def commit_and_push(self, message: str, *flags: str) -> str:
         sha = self.commit(message, *flags)
