@@ -9,8 +9,9 @@ import threading
 from reconciler import logs, notify
 from reconciler.engine import load_desired
 from reconciler.errors import ConfigError, ManifestError
-from reconciler.metrics import Metrics, MetricsServer
+from reconciler.metrics import Metrics
 from reconciler.runtime import connect
+from reconciler.serve import HttpServer, status
 from reconciler.watcher import Daemon, DesiredTracker, check_paths, install_signals
 
 log = logging.getLogger("reconciler.watch")
@@ -32,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     if args.listen is not None:
         host, port = args.listen
         try:
-            server = MetricsServer(metrics, port, max_age=3 * args.resync + 30, host=host)
+            routes = status.routes(metrics, max_age=3 * args.resync + 30)
+            server = HttpServer(routes, host, port, name="metrics")
         except OSError as error:
             raise ConfigError(
                 f"cannot listen on {host}:{port}: {error.strerror or error}"
