@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from reconciler.serve import HttpServer, Request, Response, Route
+from tests.test_listen import _ipv6_loopback
 
 LIMIT = 16
 
@@ -187,17 +188,6 @@ def test_two_routes_for_one_path_are_refused(recorder: Recorder) -> None:
     twice = [Route(frozenset({"GET"}), "/a", recorder.hello)] * 2
     with pytest.raises(ValueError, match="two routes for /a"):
         HttpServer(twice)
-
-
-def _ipv6_loopback() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 @pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
