@@ -1,12 +1,8 @@
-"""Prometheus metrics and the /healthz, /metrics endpoint of `reconciler watch`."""
+"""Prometheus metrics of `reconciler watch` (served by `serve.status` at /metrics)."""
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,6 +14,9 @@ from prometheus_client import (
 )
 
 from reconciler.snapshot import StatusBoard
+
+# What /metrics answers with, named here: prometheus_client is used from this module only.
+EXPOSITION_CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class Metrics:
@@ -129,89 +128,3 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class _IPv6Server(ThreadingHTTPServer):
-    address_family = socket.AF_INET6
-
-
-class MetricsServer:
-    """/healthz (200 while reconcile loops are recent, else 503; JSON with the daemon's
-    role, leader or standby), /metrics, and the status page (`/`, `/api/status`), on `host`
-    (loopback unless told otherwise: `watch --listen 0.0.0.0:PORT` in a container)."""
-
-    def __init__(
-        self, metrics: Metrics, port: int, max_age: float, host: str = "127.0.0.1"
-    ) -> None:
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path == "/metrics":
-                    self._send(200, metrics.exposition(), CONTENT_TYPE_LATEST)
-                elif self.path == "/healthz":
-                    # A standby is healthy too: alive, and ready to take over.
-                    age = time.monotonic() - metrics.last_loop
-                    healthy = age <= outer.max_age
-                    body = json.dumps(
-                        {
-                            "status": "ok" if healthy else "stale",
-                            "role": metrics.role,
-                            "lastLoopSecondsAgo": round(age, 1),
-                        }
-                    )
-                    self._send(200 if healthy else 503, body.encode(), "application/json")
-                else:
-                    self._page()
-
-            def _page(self) -> None:
-                """The status page and its JSON (DESIGN §14): from the last snapshot only."""
-                from reconciler import page
-
-                answer = page.respond(self.path, metrics.board.current(metrics.role))
-                if answer is None:
-                    self._send(404, b"not found\n", "text/plain")
-                else:
-                    self._send(*answer)
-
-            def _read_only(self) -> None:
-                """Nothing can be triggered over HTTP: every other method is refused."""
-                self._send(405, b"method not allowed\n", "text/plain", {"Allow": "GET"})
-
-            do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _read_only
-
-            def _send(
-                self,
-                status: int,
-                body: bytes,
-                content_type: str,
-                headers: dict[str, str] | None = None,
-            ) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.max_age = max_age
-        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
-        self._server = server_class((host, port), Handler)
-        self._server.daemon_threads = True
-        self.host = host
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metrics", daemon=True
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()

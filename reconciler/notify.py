@@ -26,7 +26,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from reconciler import secrets
-from reconciler.client import WebhookSender, is_slack_webhook, resolve_webhook_url, url_origin
+from reconciler.client.webhook import (
+    WebhookSender,
+    is_slack_webhook,
+    resolve_webhook_url,
+    url_origin,
+)
 from reconciler.errors import ReconcilerError
 from reconciler.model import Action, Deployment, Outcome, Plan, Result, Revision, SecretRef
 

@@ -9,8 +9,9 @@ from reconciler import logs, notify
 from reconciler.config import WatchConfig
 from reconciler.daemon import Daemon, install_signals
 from reconciler.errors import ConfigError, ManifestError
-from reconciler.metrics import Metrics, MetricsServer
+from reconciler.metrics import Metrics
 from reconciler.runtime import connect
+from reconciler.serve import HttpServer, status
 from reconciler.sources import Source, files, git
 
 log = logging.getLogger("reconciler.watch")
@@ -87,7 +88,8 @@ def run(config: WatchConfig) -> int:
     if config.listen is not None:
         host, port = config.listen
         try:
-            server = MetricsServer(metrics, port, max_age=3 * config.resync + 30, host=host)
+            routes = status.routes(metrics, max_age=3 * config.resync + 30)
+            server = HttpServer(routes, host, port, name="metrics")
         except OSError as error:
             raise ConfigError(
                 f"cannot listen on {host}:{port}: {error.strerror or error}"

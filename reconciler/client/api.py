@@ -1,8 +1,4 @@
-"""QuantConnect REST API v2 client: the only module that imports httpx.
-
-Auth is the API's own: a `Timestamp` header (unix seconds) and HTTP Basic
-`user_id : sha256(f"{token}:{timestamp}")` (hex), recomputed for every request,
-retries included.
+"""The QuantConnect REST API v2 client: typed calls over one retrying POST.
 
 Retry policy, and why it differs by call:
 - reads (projects, nodes, compile read, live read/list) are idempotent: connection
@@ -20,28 +16,31 @@ request body with secrets in it.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import ipaddress
 import itertools
 import logging
-import os
 import random
 import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
-from reconciler import __version__, brokerages
+from reconciler import brokerages
+from reconciler.client.answers import (
+    Compile,
+    CreatedLive,
+    LiveAlgorithm,
+    Project,
+    live_from_summary,
+    project_from,
+)
+from reconciler.client.auth import Credentials, QuantConnectAuth
+from reconciler.client.urls import USER_AGENT, resolve_api_url
 from reconciler.errors import (
     ApiError,
     AuthenticationError,
-    ConfigError,
     OutcomeUnknown,
     RateLimitedError,
     ServerError,
@@ -51,127 +50,8 @@ from reconciler.model import LiveDeployment, Node
 
 log = logging.getLogger("reconciler.client")
 
-DEFAULT_API_URL = "https://www.quantconnect.com/api/v2"
-
 # Observer of every HTTP exchange: (endpoint, status or error name, seconds).
 Observer = Callable[[str, str, float], None]
-
-
-@dataclass(frozen=True)
-class Credentials:
-    user_id: str
-    token: str
-
-    def __repr__(self) -> str:  # the token never appears in a repr or a log line
-        return f"Credentials(user_id={self.user_id!r}, token=<redacted>)"
-
-    __str__ = __repr__
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Credentials:
-        env = os.environ if environ is None else environ
-        user_id = env.get("QC_USER_ID", "").strip()
-        token = env.get("QC_API_TOKEN", "").strip()
-        if not user_id or not token:
-            missing = [n for n, v in (("QC_USER_ID", user_id), ("QC_API_TOKEN", token)) if not v]
-            raise ConfigError(
-                f"QuantConnect credentials missing: set QC_USER_ID and QC_API_TOKEN "
-                f"(unset: {', '.join(missing)}); or use --sandbox to run against the emulator"
-            )
-        return cls(user_id, token)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def resolve_api_url(url: str | None) -> str:
-    """The API base URL to use; plain http:// is refused except to loopback."""
-    chosen = (url or os.environ.get("QC_API_URL") or DEFAULT_API_URL).rstrip("/")
-    parts = urlsplit(chosen)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigError(f"invalid API URL {chosen!r}: expected https://host/path")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ConfigError(
-            f"refusing plain http:// to {parts.hostname}: credentials would cross the "
-            "network unencrypted; use https:// (http is allowed only for loopback)"
-        )
-    return chosen
-
-
-class _QuantConnectAuth(httpx.Auth):
-    """Fresh timestamp and hash per request (and per retry)."""
-
-    def __init__(self, credentials: Credentials) -> None:
-        self._credentials = credentials
-
-    def __repr__(self) -> str:
-        return "<QuantConnectAuth redacted>"
-
-    def auth_flow(self, request: httpx.Request) -> Any:
-        timestamp = str(int(time.time()))
-        digest = hashlib.sha256(f"{self._credentials.token}:{timestamp}".encode()).hexdigest()
-        request.headers["Timestamp"] = timestamp
-        pair = f"{self._credentials.user_id}:{digest}".encode()
-        request.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-        yield request
-
-
-# ---- typed answers -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Project:
-    project_id: int
-    name: str
-    language: str = ""
-    lean_version_id: int | None = None
-    live_node: str | None = None  # liveForm.node: the node of the last live deployment
-    modified: str | None = None  # when the project's code last changed, as the API says it
-
-
-@dataclass(frozen=True)
-class Compile:
-    compile_id: str
-    state: str  # InQueue | BuildSuccess | BuildError
-    logs: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class CreatedLive:
-    project_id: int
-    deploy_id: str
-    status: str
-    version_id: int | None = None
-
-
-@dataclass(frozen=True)
-class LiveAlgorithm:
-    project_id: int
-    deploy_id: str
-    status: str
-    brokerage: str = ""
-    launched: str | None = None
-    stopped: str | None = None
-    message: str = ""
-
-
-def _live_from_summary(item: Mapping[str, Any]) -> LiveDeployment:
-    return LiveDeployment(
-        project_id=int(item.get("projectId") or 0),
-        deploy_id=str(item.get("deployId") or ""),
-        status=str(item.get("status") or ""),
-        brokerage=str(item.get("brokerage") or ""),
-        environment=str(item.get("environment") or ""),
-        launched=item.get("launched"),
-        stopped=item.get("stopped"),
-        error=str(item.get("error") or ""),
-    )
 
 
 def _tls_context(base_url: str) -> ssl.SSLContext:
@@ -228,13 +108,13 @@ class QuantConnectClient:
         self._lane_options: dict[str, Any] = {
             "base_url": self.base_url + "/",
             "verify": _tls_context(self.base_url),
-            "auth": _QuantConnectAuth(credentials),
+            "auth": QuantConnectAuth(credentials),
             "timeout": httpx.Timeout(read_timeout, connect=connect_timeout),
             "limits": httpx.Limits(
                 max_connections=LANE_CONNECTIONS, max_keepalive_connections=LANE_CONNECTIONS
             ),
             "transport": transport,
-            "headers": {"User-Agent": f"qc-live-reconciler/{__version__}"},
+            "headers": {"User-Agent": USER_AGENT},
         }
         lanes = max(1, -(-max_connections // LANE_CONNECTIONS))
         self._lanes: list[httpx.Client | None] = [None] * lanes
@@ -439,26 +319,14 @@ class QuantConnectClient:
 
     def list_projects(self) -> list[Project]:
         data = self._post("projects/read", {}, idempotent=True)
-        return [self._project(item) for item in data.get("projects") or []]
+        return [project_from(item) for item in data.get("projects") or []]
 
     def read_project(self, project_id: int) -> Project:
         data = self._post("projects/read", {"projectId": project_id}, idempotent=True)
         projects = data.get("projects") or []
         if not projects:
             raise ApiError(f"projects/read: project {project_id} not found")
-        return self._project(projects[0])
-
-    @staticmethod
-    def _project(item: Mapping[str, Any]) -> Project:
-        live_form = item.get("liveForm") or {}
-        return Project(
-            project_id=int(item.get("projectId") or 0),
-            name=str(item.get("name") or ""),
-            language=str(item.get("language") or ""),
-            lean_version_id=item.get("leanVersionId"),
-            live_node=live_form.get("node") if isinstance(live_form, Mapping) else None,
-            modified=str(item["modified"]) if item.get("modified") else None,
-        )
+        return project_from(projects[0])
 
     def read_nodes(self, project_id: int) -> list[Node]:
         """The organisation's live nodes, with `active` for this project."""
@@ -551,77 +419,10 @@ class QuantConnectClient:
         if status is not None:
             body["status"] = status
         data = self._post("live/list", body, idempotent=True)
-        return [_live_from_summary(item) for item in data.get("live") or []]
+        return [live_from_summary(item) for item in data.get("live") or []]
 
     def stop_live(self, project_id: int) -> None:
         self._post("live/update/stop", {"projectId": project_id}, idempotent=False)
 
     def liquidate_live(self, project_id: int) -> None:
         self._post("live/update/liquidate", {"projectId": project_id}, idempotent=False)
-
-
-# ---- notification receivers (`--notify URL`) -----------------------------------------
-
-SLACK_WEBHOOK_HOST = "hooks.slack.com"
-
-
-def url_origin(url: str) -> str:
-    """`scheme://host[:port]`: what may be shown of a receiver's URL (a webhook's path is
-    often its credential, as Slack's are)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-
-
-def resolve_webhook_url(url: str) -> str:
-    """A notification receiver's URL; plain http:// is refused except to loopback, as for
-    the API (events name live deployments; the URL often carries a token)."""
-    chosen = url.strip()
-    parts = urlsplit(chosen)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigError(
-            f"invalid notification URL {url_origin(chosen)!r}: expected https://host/path"
-        )
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ConfigError(
-            f"refusing plain http:// to {parts.hostname} for notifications: use https:// "
-            "(http is allowed only for loopback)"
-        )
-    return chosen
-
-
-def is_slack_webhook(url: str) -> bool:
-    return (urlsplit(url).hostname or "").lower() == SLACK_WEBHOOK_HOST
-
-
-class WebhookSender:
-    """POSTs JSON to notification receivers: one connection pool, a timeout on every
-    request, no redirects (one could carry an event elsewhere), no retries (the caller's
-    policy). Errors name the receiver by its origin only."""
-
-    def __init__(self, timeout: float = 5.0, transport: httpx.BaseTransport | None = None) -> None:
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=False,
-            transport=transport,
-            headers={"User-Agent": f"qc-live-reconciler/{__version__}"},
-        )
-
-    def __enter__(self) -> WebhookSender:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._client.close()
-
-    def post_json(self, url: str, body: Mapping[str, Any]) -> None:
-        try:
-            response = self._client.post(url, json=dict(body))
-        except httpx.HTTPError as error:
-            raise TransportError(f"{url_origin(url)}: {type(error).__name__}") from None
-        if not 200 <= response.status_code < 300:
-            raise ApiError(
-                f"{url_origin(url)} answered HTTP {response.status_code}",
-                status_code=response.status_code,
-            )
