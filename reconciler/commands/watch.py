@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 from reconciler import logs, notify
 from reconciler.config import WatchConfig
@@ -11,7 +15,7 @@ from reconciler.daemon import Daemon, install_signals
 from reconciler.errors import ConfigError, ManifestError
 from reconciler.metrics import Metrics
 from reconciler.runtime import connect
-from reconciler.serve import HttpServer, status
+from reconciler.serve import HttpServer, Route, hooks, status
 from reconciler.sources import Source, files, git
 
 log = logging.getLogger("reconciler.watch")
@@ -70,6 +74,36 @@ def _git_source(
     return follower
 
 
+@contextlib.contextmanager
+def _serving(
+    routes: list[Route],
+    listen: tuple[str, int],
+    name: str,
+    first_path: str,
+    **options: Any,
+) -> Iterator[HttpServer]:
+    """A route table served on `listen` until the block ends; its address logged."""
+    host, port = listen
+    try:
+        server = HttpServer(routes, host, port, name=name, **options)
+    except OSError as error:
+        raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    server.start()
+    shown = f"[{host}]" if ":" in host else host
+    log.info(
+        "%s on http://%s:%d%s",
+        name,
+        shown,
+        server.port,
+        first_path,
+        extra={"event": f"{name}_listening", "host": host, "port": server.port},
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def run(config: WatchConfig) -> int:
     logs.configure(config.log_format)
     if not config.source.git:
@@ -84,37 +118,41 @@ def run(config: WatchConfig) -> int:
         seed = ()  # the daemon reports invalid files itself and keeps going
     metrics = Metrics()
     receivers = notify.targets(config.notify)
-    server = None
-    if config.listen is not None:
-        host, port = config.listen
-        try:
-            routes = status.routes(metrics, max_age=3 * config.resync + 30)
-            server = HttpServer(routes, host, port, name="metrics")
-        except OSError as error:
-            raise ConfigError(
-                f"cannot listen on {host}:{port}: {error.strerror or error}"
-            ) from None
-        server.start()
-        shown = f"[{host}]" if ":" in host else host
-        log.info(
-            "metrics on http://%s:%d/metrics",
-            shown,
-            server.port,
-            extra={"event": "metrics_listening", "host": host, "port": server.port},
-        )
+    secret = None
+    if config.source.hooks_listen is not None:  # no secret, no receiver: refused at once
+        secret = hooks.read_secret(config.source.hook_secret_file, os.environ)
 
     def notification_failed(reason: str, message: str) -> None:
         metrics.notification_failed(reason, message)
         log.warning(message, extra={"event": "notify_failed", "reason": reason})
 
     notifier = notify.Notifier(receivers, on_failure=notification_failed)
-    watched: Source = (
-        _git_source(config, metrics, notifier)
-        if config.source.git
-        else files.FileTracker(config.paths)
-    )
+    servers = contextlib.ExitStack()
+    if config.listen is not None:
+        routes = status.routes(metrics, max_age=3 * config.resync + 30)
+        servers.enter_context(_serving(routes, config.listen, "metrics", "/metrics"))
+    watched: Source
+    if config.source.git:
+        follower = _git_source(config, metrics, notifier)
+        watched = follower
+        if config.source.hooks_listen is not None and secret is not None:
+            receiver = hooks.Receiver(secret, config.source.ref, follower.wake.set)
+            servers.enter_context(
+                _serving(
+                    receiver.routes(),
+                    config.source.hooks_listen,
+                    "hooks",
+                    "/hooks/github",
+                    timeout=hooks.CLIENT_TIMEOUT,
+                    on_answer=lambda request, response: metrics.webhook_requests.labels(
+                        hooks.RESULTS.get(response.status, str(response.status))
+                    ).inc(),
+                )
+            )
+    else:
+        watched = files.FileTracker(config.paths)
     try:
-        with connect(config.connection, seed, observer=metrics.observe_api) as rt:
+        with servers, connect(config.connection, seed, observer=metrics.observe_api) as rt:
             leadership = rt.store.leadership(config.lease)  # PostgreSQL: one leader acts
             daemon = Daemon(
                 rt,
@@ -146,7 +184,6 @@ def run(config: WatchConfig) -> int:
                 leadership.stop()  # a leader hands its lease over at once
     finally:
         notifier.close(wait=1.0)
-        if server is not None:
-            server.stop()
+        servers.close()
     log.info("stopped", extra={"event": "stopped"})
     return 0

@@ -89,7 +89,13 @@ class HttpServer:
         *,
         name: str = "http",
         methods: Collection[str] = ANSWERED_METHODS,
+        timeout: float | None = None,
+        on_answer: Callable[[Request | None, Response], None] | None = None,
     ) -> None:
+        """`timeout`: seconds a client may take to send its request (a listener facing
+        the internet sets it, so that a slow client cannot hold a thread); `on_answer`:
+        told of every answer, those the table gives before any handler runs too (None
+        for the request then)."""
         self._routes: dict[str, Route] = {}
         for route in routes:
             if route.path in self._routes:
@@ -97,7 +103,12 @@ class HttpServer:
             self._routes[route.path] = route
         self._taken = frozenset().union(*(route.methods for route in self._routes.values()))
         answered = frozenset(methods) | self._taken
-        exchange = type("Exchange", (_Exchange,), {f"do_{m}": _Exchange.dispatch for m in answered})
+        exchange = type(
+            "Exchange",
+            (_Exchange,),
+            {"timeout": timeout, **{f"do_{m}": _Exchange.dispatch for m in answered}},
+        )
+        self._on_answer = on_answer
         listener = _IPv6Listener if ":" in host else _Listener
         self._server = listener((host, port), exchange)
         self._server.daemon_threads = True
@@ -118,26 +129,34 @@ class HttpServer:
     def answer(
         self, method: str, target: str, headers: Message, stream: io.BufferedIOBase
     ) -> Response:
+        request, response = self._answer(method, target, headers, stream)
+        if self._on_answer is not None:
+            self._on_answer(request, response)
+        return response
+
+    def _answer(
+        self, method: str, target: str, headers: Message, stream: io.BufferedIOBase
+    ) -> tuple[Request | None, Response]:
         """The answer to one request, in the order of the module docstring."""
         if method not in self._taken:
-            return _not_allowed(self._taken)
+            return None, _not_allowed(self._taken)
         path, _, query = target.partition("?")
         route = self._routes.get(path)
         if route is None:
-            return NOT_FOUND
+            return None, NOT_FOUND
         if method not in route.methods:
-            return _not_allowed(route.methods)
+            return None, _not_allowed(route.methods)
         size = 0  # a route without a limit never reads a body, whatever is sent
         if route.max_body is not None:
             checked = _checked_size(route.max_body, headers)
             if isinstance(checked, Response):
-                return checked
+                return None, checked
             size = checked
         request = Request(method, target, path, query, headers, _body_reader(stream, size))
         try:
-            return route.handler(request)
+            return request, route.handler(request)
         except IncompleteBody:
-            return plain(400, "bad request: the body was cut short")
+            return request, plain(400, "bad request: the body was cut short")
 
 
 def _not_allowed(methods: Collection[str]) -> Response:

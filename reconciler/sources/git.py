@@ -41,7 +41,9 @@ CACHE_ENV = "RECONCILER_GIT_CACHE"
 DEFAULT_CACHE = ".reconciler/git"
 FETCH_TIMEOUT = 120.0  # seconds for a fetch
 LOCAL_TIMEOUT = 30.0  # seconds for a call that reads the local repository
-TARGET_REF = "refs/reconciler/target"  # where a fetch puts the commit it resolved
+TARGET_REF = "refs/reconciler/target"
+HOOK_QUIET = 0.1  # seconds without a new hook that end a burst of them
+HOOK_BURST = 0.5  # ... and a burst is cut there anyway: a push waits no longer to be read  # where a fetch puts the commit it resolved
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
@@ -490,4 +492,13 @@ class GitFollower:
                 if remaining <= 0:
                     break
                 self.wake.wait(timeout=min(remaining, 0.5))
+            self._quiet()
+
+    def _quiet(self) -> None:
+        """After a wake, let a burst of hooks end (no new one for HOOK_QUIET seconds, at
+        most HOOK_BURST in all): a burst is one fetch, and one more woken during it."""
+        started = time.monotonic()
+        while self.wake.is_set() and time.monotonic() - started < HOOK_BURST:
             self.wake.clear()
+            self.wake.wait(timeout=HOOK_QUIET)
+        self.wake.clear()
