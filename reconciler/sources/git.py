@@ -41,9 +41,9 @@ CACHE_ENV = "RECONCILER_GIT_CACHE"
 DEFAULT_CACHE = ".reconciler/git"
 FETCH_TIMEOUT = 120.0  # seconds for a fetch
 LOCAL_TIMEOUT = 30.0  # seconds for a call that reads the local repository
-TARGET_REF = "refs/reconciler/target"
+TARGET_REF = "refs/reconciler/target"  # where a fetch puts the commit it resolved
 HOOK_QUIET = 0.1  # seconds without a new hook that end a burst of them
-HOOK_BURST = 0.5  # ... and a burst is cut there anyway: a push waits no longer to be read  # where a fetch puts the commit it resolved
+HOOK_BURST = 0.5  # ... and a burst is cut there anyway: a push waits no longer to be read
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
