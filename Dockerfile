@@ -1,4 +1,5 @@
-# reconciler watch as a container: mount (or git-sync) manifests at /manifests.
+# reconciler watch as a container: mount manifests at /manifests, or read them from a
+# repository with `watch --git URL` (the image has git; override the command).
 #   docker build -t qc-live-reconciler .
 #   docker run -e QC_USER_ID -e QC_API_TOKEN -e IB_PASSWORD -p 127.0.0.1:9108:9108 \
 #       -v "$PWD/deployments:/manifests:ro" -v reconciler-state:/state qc-live-reconciler
@@ -7,6 +8,10 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     RECONCILER_STATE=/state/state.db
+
+# git: the git source (`--git URL`) and the revision of a mounted work tree.
+RUN apt-get update && apt-get install -y --no-install-recommends git openssh-client \
+    && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
 COPY pyproject.toml README.md ./

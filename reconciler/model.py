@@ -456,6 +456,20 @@ class Revision:
             "ref": self.ref,
         }
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Revision | None:
+        """The `source` of a JSON plan; None when it names no commit."""
+        if not data or not data.get("revision"):
+            return None
+        return cls(
+            str(data.get("kind") or "files"),
+            str(data["revision"]),
+            bool(data.get("dirty")),
+            data.get("url"),
+            data.get("ref"),
+            str(data.get("subject") or ""),
+        )
+
 
 DIRTY = "+dirty"
 

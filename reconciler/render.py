@@ -204,6 +204,8 @@ def plan_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
         (a for a in plan.actions if _shown_in_plan(a)), key=lambda a: _READER_ORDER[a.action]
     )
     head = [MARKDOWN_MARKER, f"**{plan_summary_line(plan)}**", ""]
+    if plan.revision is not None:
+        head += [md_cell(revision_line(plan.revision)), ""]
     if not plan.has_changes and not plan.refused:
         drifted = len(plan.of_kind("drift"))
         head += [
@@ -307,10 +309,12 @@ def outcomes_text(outcomes: Sequence[Outcome]) -> str:
 OUTCOMES_FORMAT_VERSION = 1
 
 
-def outcomes_json(outcomes: Sequence[Outcome]) -> dict[str, Any]:
-    """`apply --format json`: the rows of the text table, and counts by result."""
+def outcomes_json(outcomes: Sequence[Outcome], revision: Revision | None = None) -> dict[str, Any]:
+    """`apply --format json`: the rows of the text table, counts by result, and where the
+    manifests came from."""
     return {
         "version": OUTCOMES_FORMAT_VERSION,
+        "source": source_json(revision),
         "outcomes": [o.to_json() for o in _outcome_rows(outcomes)],
         "summary": {
             "total": len(outcomes),
@@ -326,6 +330,9 @@ def outcomes_markdown(document: Mapping[str, Any]) -> str:
     counts = ", ".join(f"{n} {result}" for result, n in summary["results"].items())
     verdict = "Apply failed" if summary["failed"] else "Apply complete"
     lines = [f"**{verdict}: {counts or 'nothing to do'}.**", ""]
+    revision = Revision.from_json(document.get("source"))
+    if revision is not None:
+        lines += [md_cell(revision_line(revision)), ""]
     if document["outcomes"]:
         lines += ["| name | project | action | result | deploy id | detail |", "|---" * 6 + "|"]
         lines += [

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import render
-from reconciler.model import Action, Plan, Result
+from reconciler.model import Action, Plan, Result, Revision
 
 COMMANDS = ("validate", "plan", "apply")
 CHANGED_RESULTS = frozenset(result.value for result in Result if result.changed)
@@ -111,15 +111,22 @@ def plan(paths: list[str], extra: list[str], env: Mapping[str, str], out: Path) 
     planned = Plan(
         tuple(Action.from_json(a) for a in document["actions"]),
         notes=tuple(str(note) for note in document.get("notes") or ()),
+        revision=Revision.from_json(document.get("source")),
     )
     print(render.plan_text(planned), flush=True)
     markdown = render.plan_markdown(planned)
     plan_md.write_text(markdown, encoding="utf-8")
     add_summary(markdown, env)
     set_output("has-changes", str(planned.has_changes).lower(), env)
+    set_output("revision", _revision(document), env)
     set_output("plan-json", str(plan_json), env)
     set_output("plan-markdown", str(plan_md), env)
     return 0 if result.returncode in (0, 2) else result.returncode
+
+
+def _revision(document: Mapping[str, Any]) -> str:
+    """The commit the manifests were read at (the JSON's `source`), or "" when unknown."""
+    return str((document.get("source") or {}).get("revision") or "")
 
 
 def apply(paths: list[str], extra: list[str], env: Mapping[str, str], out: Path) -> int:
@@ -133,6 +140,7 @@ def apply(paths: list[str], extra: list[str], env: Mapping[str, str], out: Path)
     add_summary(render.outcomes_markdown(document), env)
     changed = any(o["result"] in CHANGED_RESULTS for o in document["outcomes"])
     set_output("has-changes", str(changed).lower(), env)
+    set_output("revision", _revision(document), env)
     set_output("apply-json", str(apply_json), env)
     return result.returncode
 

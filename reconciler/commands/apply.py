@@ -19,7 +19,7 @@ from reconciler import notify, policy, render, secrets
 from reconciler.config import ApplyConfig, GitSource
 from reconciler.cycle import Ask, Cycle, CycleResult, Hooks
 from reconciler.errors import ConfigError, StalePlanError
-from reconciler.model import Action, Deployment, Outcome, Plan
+from reconciler.model import Action, Deployment, Outcome, Plan, Revision
 from reconciler.planner import DEFAULT_MAX_PRUNES
 from reconciler.render import PLAN_FORMAT_VERSION
 from reconciler.runtime import connect, read_desired
@@ -215,7 +215,7 @@ def run(config: ApplyConfig) -> int:
     """With `--format json` only the outcomes go to stdout; all else goes to stderr."""
     notifier = notify.Notifier(notify.targets(config.notify))
     stdout = sys.stdout
-    done: list[Outcome] = []
+    done = _Done()
     to_stderr = config.format == "json"
     try:
         with contextlib.redirect_stdout(sys.stderr) if to_stderr else contextlib.nullcontext():
@@ -229,11 +229,19 @@ def run(config: ApplyConfig) -> int:
                 file=sys.stderr,
             )
     if to_stderr:
-        print(render.dumps(render.outcomes_json(done)), file=stdout)
+        print(render.dumps(render.outcomes_json(done.outcomes, done.revision)), file=stdout)
     return code
 
 
-def _apply(config: ApplyConfig, notifier: notify.Notifier, done: list[Outcome]) -> int:
+@dataclasses.dataclass
+class _Done:
+    """What `--format json` prints once the apply ended, however it ended."""
+
+    outcomes: list[Outcome] = dataclasses.field(default_factory=list)
+    revision: Revision | None = None
+
+
+def _apply(config: ApplyConfig, notifier: notify.Notifier, done: _Done) -> int:
     connection = config.connection
     document = read_plan_file(config.plan) if config.plan else None
     paths = [str(p) for p in document["paths"]] if document else config.paths
@@ -243,6 +251,7 @@ def _apply(config: ApplyConfig, notifier: notify.Notifier, done: list[Outcome]) 
     desired = read_desired(connection, source, paths)
     notifier.watch_secrets(desired.deployments)
     notifier.at_revision(desired.revision)
+    done.revision = desired.revision
     values = secrets.known_values(secrets.referenced(desired.deployments))
     _check_flags(config, desired.deployments)
     with connect(connection, desired.deployments, concurrency=config.concurrency) as rt:
@@ -258,7 +267,7 @@ def _apply(config: ApplyConfig, notifier: notify.Notifier, done: list[Outcome]) 
     if not result.applied:
         return 1  # cancelled at the prompt
     outcomes = [_shown(o, values) for o in result.outcomes]
-    done.extend(outcomes)
+    done.outcomes.extend(outcomes)
     notifier.send_outcomes(outcomes, result.plan)
     print()
     print(render.outcomes_text(outcomes))
