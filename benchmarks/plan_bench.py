@@ -1,16 +1,24 @@
 """No-op plan of N in-sync manifests, against the floor.
 
     python benchmarks/plan_bench.py [--manifests 10000] [--repeat 3]
+                                    [--work-tree] [--baseline DIR]
 
 The floor is what any plan must at least do: `reconciler validate` on the same files
 (start-up + parse + validate, whole process) plus one `/live/list` call answering for
 every deployment.  Target (issue 5): plan <= 1.3x the floor, peak RSS <= 80 MB.
+
+`--work-tree`: the manifests are committed to a git repository first, so that plan
+records their revision (HEAD, and whether a manifest is dirty: issue 20 allows 5 % for
+it).  `--baseline DIR`: an earlier source tree of the reconciler, its plan timed in the
+same run on the same files, runs interleaved with this tree's.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +30,7 @@ from benchmarks._common import (
     NODE,
     RECONCILER,
     EmulatorProcess,
+    Run,
     cli_env,
     median_run,
     timed,
@@ -36,7 +45,12 @@ def main() -> None:
     )
     parser.add_argument("--manifests", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--work-tree", action="store_true", help="manifests in a git work tree")
+    parser.add_argument("--baseline", metavar="DIR", help="an earlier tree, timed alongside")
     args = parser.parse_args()
+    baseline = Path(args.baseline).resolve() if args.baseline else None
+    if baseline is not None and not (baseline / "reconciler" / "__init__.py").is_file():
+        raise SystemExit(f"--baseline {baseline}: not a source tree of reconciler")
     projects = range(20_001, 20_001 + args.manifests)
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
@@ -59,6 +73,8 @@ def main() -> None:
         stack.callback(emu.close)
         deployments = root / "deployments"
         write_paper_manifests(deployments, projects, compile_ids)
+        if args.work_tree:
+            commit_all(root)
         env = cli_env(emu.url, emu.user_id, emu.token, root / "state.db")
         # Record everything as in sync (the running deployments are adopted, no creates).
         setup = timed([*RECONCILER, "apply", str(deployments), "--yes"], env=env, cwd=tmp)
@@ -75,7 +91,20 @@ def main() -> None:
                 listed = client.list_live()
                 samples.append(time.perf_counter() - started)
             list_seconds = sorted(samples)[len(samples) // 2]
-        plan = median_run([*RECONCILER, "plan", str(deployments)], args.repeat, env=env, cwd=tmp)
+        command = [*RECONCILER, "plan", str(deployments)]
+        older = None
+        if baseline is not None:  # its own state: an older tree cannot read a newer schema
+            older = dict(env, PYTHONPATH=str(baseline), RECONCILER_STATE=str(root / "old.db"))
+            setup = timed([*RECONCILER, "apply", str(deployments), "--yes"], env=older, cwd=tmp)
+            if setup.returncode != 0:
+                raise SystemExit(f"baseline set-up apply failed:\n{setup.stdout[-3000:]}")
+        plans: list[Run] = []
+        baseline_plans: list[Run] = []
+        for _ in range(args.repeat):
+            plans.append(median_run(command, 1, env=env, cwd=tmp))
+            if older is not None:
+                baseline_plans.append(median_run(command, 1, env=older, cwd=tmp))
+        plan = _median(plans)
         if "No changes" not in plan.stdout:
             raise SystemExit(f"the plan is not a no-op:\n{plan.stdout[-2000:]}")
 
@@ -95,6 +124,29 @@ def main() -> None:
         f"{plan.seconds:8.2f} {plan.peak_rss_mb:7.1f}MB"
     )
     print(f"  plan / floor: {plan.seconds / floor:.2f}x  (target <= 1.3x, peak RSS <= 80 MB)")
+    if baseline_plans:
+        old = _median(baseline_plans)
+        print(
+            f"  {'baseline plan (' + str(baseline) + ')':<48} "
+            f"{old.seconds:8.2f} {old.peak_rss_mb:7.1f}MB"
+        )
+        print(f"  this tree / baseline: {plan.seconds / old.seconds:.3f}x")
+
+
+def _median(runs: list[Run]) -> Run:
+    ordered = sorted(runs, key=lambda r: r.seconds)
+    return ordered[len(ordered) // 2]
+
+
+def commit_all(root: Path) -> None:
+    """The manifests committed in a repository of their own (`--work-tree`)."""
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.org",
+        "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.org",
+    }  # fmt: skip
+    for step in (["init", "-q"], ["add", "deployments"], ["commit", "-q", "-m", "bench"]):
+        subprocess.run(["git", *step], cwd=root, env=env, check=True, capture_output=True)
 
 
 if __name__ == "__main__":
