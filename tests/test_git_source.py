@@ -272,3 +272,31 @@ def test_the_daemon_follows_pushes_survives_fetch_failures_and_reports_force_pus
     wait_for(lambda: bool(daemon.events("prune_pending")), what="the removal reported")
     assert emulator.creates_committed(301) == emulator.creates_committed(302) == 1
     assert daemon.terminate() == 0
+
+
+def test_a_revision_is_read_whole_while_the_author_pushes_again(
+    tmp_path: Path, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifests of a commit are read from the object store at that commit: pushes
+    after the fetch change nothing of what is read, and the next fetch takes the newest."""
+    from reconciler.sources.git import GitFollower, Mirror, read_commit
+
+    monkeypatch.setenv("RECONCILER_GIT_CACHE", str(tmp_path / "cache"))
+    repo.write("a.yaml", doc("a", 301, "c1"))
+    first = repo.commit_and_push("one")
+    mirror = Mirror(repo.url)
+    assert mirror.fetch(None) == first
+    repo.write("b.yaml", doc("b", 302, "c2"))
+    repo.commit_and_push("two")
+    repo.remove("a.yaml")
+    third = repo.commit_and_push("three")
+    mirror.fetch(None)  # the mirror now holds the newer commits too
+    at_first = read_commit(mirror, first, ["deployments"])
+    assert [d.name for d in at_first.deployments] == ["a"]
+    assert at_first.revision is not None and at_first.revision.sha == first
+    follower = GitFollower(repo.url, ["deployments"])
+    assert follower.poll() is True
+    newest = follower.current()
+    assert newest.revision is not None and newest.revision.sha == third
+    assert [d.name for d in newest.deployments] == ["b"]
+    assert follower.poll() is False  # nothing new: no second read
