@@ -90,6 +90,22 @@ def median_run(cmd: Sequence[str], repeat: int, **kwargs: object) -> Run:
     return Run(seconds, max(r.peak_rss_mb for r in runs), 0, runs[-1].stdout)
 
 
+def running_seed(projects: Sequence[int]) -> tuple[dict[str, object], dict[int, str]]:
+    """An emulator seed where each project has a node, a built compile and a running paper
+    deployment (what in-sync manifests of `write_paper_manifests` adopt), and the compiles."""
+    compile_ids = {p: f"{p:032x}-{p:032x}" for p in projects}
+    seed: dict[str, object] = {
+        "projects": [{"projectId": p} for p in projects],
+        "nodes": [{"id": NODE.format(p)} for p in projects],
+        "compiles": [{"projectId": p, "compileId": compile_ids[p]} for p in projects],
+        "live": [
+            {"projectId": p, "nodeId": NODE.format(p), "brokerage": {"id": "QuantConnectBrokerage"}}
+            for p in projects
+        ],
+    }
+    return seed, compile_ids
+
+
 def write_paper_manifests(
     directory: Path, projects: Sequence[int], compile_ids: dict[int, str]
 ) -> None:

@@ -27,12 +27,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import (
-    NODE,
     RECONCILER,
     EmulatorProcess,
     Run,
     cli_env,
     median_run,
+    running_seed,
     timed,
     write_paper_manifests,
 )
@@ -55,20 +55,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
-        compile_ids = {p: f"{p:032x}-{p:032x}" for p in projects}
-        seed = {
-            "projects": [{"projectId": p} for p in projects],
-            "nodes": [{"id": NODE.format(p)} for p in projects],
-            "compiles": [{"projectId": p, "compileId": compile_ids[p]} for p in projects],
-            "live": [
-                {
-                    "projectId": p,
-                    "nodeId": NODE.format(p),
-                    "brokerage": {"id": "QuantConnectBrokerage"},
-                }
-                for p in projects
-            ],
-        }
+        seed, compile_ids = running_seed(projects)
         emu = EmulatorProcess(seed, root)
         stack.callback(emu.close)
         deployments = root / "deployments"

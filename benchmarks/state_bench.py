@@ -39,13 +39,13 @@ from benchmarks._common import (
     Run,
     cli_env,
     median_run,
+    running_seed,
     timed,
     write_paper_manifests,
 )
 from reconciler.emulator import Emulator
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
-PAPER = {"id": "QuantConnectBrokerage"}  # how the API lists a paper-trading deployment
 TABLES = (
     "reconciler_deployments",
     "reconciler_intents",
@@ -85,15 +85,7 @@ def plan_figures(url: str, workspace: str, manifests: int, repeat: int) -> tuple
     projects = range(20_001, 20_001 + manifests)
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
-        compile_ids = {p: f"{p:032x}-{p:032x}" for p in projects}
-        seed = {
-            "projects": [{"projectId": p} for p in projects],
-            "nodes": [{"id": NODE.format(p)} for p in projects],
-            "compiles": [{"projectId": p, "compileId": compile_ids[p]} for p in projects],
-            "live": [
-                {"projectId": p, "nodeId": NODE.format(p), "brokerage": PAPER} for p in projects
-            ],
-        }
+        seed, compile_ids = running_seed(projects)
         emu = EmulatorProcess(seed, root)
         stack.callback(emu.close)
         deployments = root / "deployments"

@@ -36,6 +36,7 @@ from benchmarks._common import (
     RECONCILER,
     EmulatorProcess,
     cli_env,
+    running_seed,
     timed,
     write_paper_manifests,
 )
@@ -165,16 +166,7 @@ def wait_until(done: object, lines: list[str]) -> None:
 def noop_plans(manifests: int, repeat: int, root: Path) -> tuple[list[float], list[float]]:
     origin, work = repository(root)
     projects = range(50_001, 50_001 + manifests)
-    compile_ids = {p: f"{p:032x}-{p:032x}" for p in projects}
-    seed = {
-        "projects": [{"projectId": p} for p in projects],
-        "nodes": [{"id": NODE.format(p)} for p in projects],
-        "compiles": [{"projectId": p, "compileId": compile_ids[p]} for p in projects],
-        "live": [
-            {"projectId": p, "nodeId": NODE.format(p), "brokerage": {"id": "QuantConnectBrokerage"}}
-            for p in projects
-        ],
-    }
+    seed, compile_ids = running_seed(projects)
     with EmulatorProcess(seed, root) as emulator:
         write_paper_manifests(work / "deployments", projects, compile_ids)
         commit_and_push(work, "manifests")
