@@ -70,7 +70,7 @@ def check_url(url: str) -> str:
         return url  # scp-like ssh: git@github.com:org/repo.git (the user is not a secret)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    if scheme in ("https", "http") and (parts.password is not None or parts.username):
+    if parts.password is not None or (scheme in ("https", "http") and parts.username):
         raise ConfigError(
             "the git URL carries credentials; give it without them (https://host/org/repo.git) "
             f"and put the token in {TOKEN_ENV}: a URL is shown in logs and in `ps`"
