@@ -364,6 +364,15 @@ def _apply_command(command: _Command) -> None:
         "it runs)",
     )
     apply.add_argument(
+        "--ignore-window",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="carry out this deployment's replace or prune now although its deploy window "
+        "is closed (refused when the window says override: denied; recorded in history; "
+        "repeatable)",
+    )
+    apply.add_argument(
         "--wait",
         type=_seconds,
         default=120.0,
@@ -448,6 +457,18 @@ def _watch_command(command: _Command) -> None:
     _add_git(watch, daemon=True)
 
 
+def _windows_command(command: _Command) -> None:
+    windows = command(
+        "windows",
+        "Show each deploy window: open or closed now, its next opening and closing, and "
+        "the deployments that use it.",
+        "examples:\n  reconciler windows\n  reconciler windows deployments/ --format json\n",
+    )
+    _add_paths(windows)
+    windows.add_argument("--format", choices=["text", "json"], default="text")
+    _add_git(windows, daemon=False)
+
+
 def _emulator_command(command: _Command) -> None:
     emulator = command(
         "emulator",
@@ -515,6 +536,7 @@ _COMMANDS: dict[str, Callable[[_Command], None]] = {
     "status": _status_command,
     "watch": _watch_command,
     "state": _add_state_command,
+    "windows": _windows_command,
     "emulator": _emulator_command,
 }
 

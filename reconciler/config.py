@@ -84,6 +84,7 @@ class ApplyConfig(NamedTuple):
     wait: float = 120.0
     format: str = "text"
     notify: Sequence[str] | None = None
+    ignore_window: Sequence[str] = ()
 
 
 class StatusConfig(NamedTuple):
@@ -115,6 +116,13 @@ class StateConfig(NamedTuple):
     to_workspace: str | None = None
 
 
+class WindowsConfig(NamedTuple):
+    connection: Connection
+    source: GitSource
+    paths: Sequence[str]
+    format: str = "text"
+
+
 class EmulatorConfig(NamedTuple):
     host: str = "127.0.0.1"
     port: int = 0
@@ -134,6 +142,7 @@ _CONFIGS: dict[str, Any] = {
     "status": StatusConfig,
     "watch": WatchConfig,
     "state": StateConfig,
+    "windows": WindowsConfig,
     "emulator": EmulatorConfig,
 }
 

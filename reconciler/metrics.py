@@ -101,6 +101,18 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.window_open = Gauge(
+            "reconciler_window_open",
+            "1 while a deploy window is open (its market closed), 0 while it is closed",
+            ["window"],
+            registry=r,
+        )
+        self.deferred_actions = Gauge(
+            "reconciler_deferred_actions",
+            "Replaces and prunes waiting for their deploy window",
+            registry=r,
+        )
+        self._windows: set[str] = set()
         self._source: tuple[str, str] | None = None
         self.role = "standby"  # "leader" | "standby", shown by /healthz
         self.board = StatusBoard()  # what the status page shows (DESIGN §14)
@@ -115,6 +127,14 @@ class Metrics:
             self.source_info.remove(*self._source)
         self.source_info.labels(*labels).set(1)
         self._source = labels
+
+    def set_windows(self, opened: dict[str, bool]) -> None:
+        """The windows of the desired set now: one series each, removed ones gone."""
+        for gone in self._windows - set(opened):
+            self.window_open.remove(gone)
+        for name, is_open in opened.items():
+            self.window_open.labels(name).set(1 if is_open else 0)
+        self._windows = set(opened)
 
     def set_role(self, role: str) -> None:
         self.role = role

@@ -38,7 +38,7 @@ from reconciler.model import Action, Deployment, Outcome, Plan, Result, Revision
 ENV = "RECONCILER_NOTIFY"
 EVENTS = (
     "created", "replaced", "restarted", "pruned", "adopted", "released",
-    "drift", "blocked", "conflict", "failed",
+    "drift", "blocked", "conflict", "failed", "deferred",
 )  # fmt: skip
 # An outcome's result -> its event; results that are not news (in sync, pending, untouched)
 # send nothing.  `unknown` (outcome not known yet) and `skipped` (shutting down) fail apply.
@@ -51,7 +51,7 @@ _SLACK_ICONS = {
     "created": ":white_check_mark:", "replaced": ":arrows_counterclockwise:",
     "restarted": ":repeat:", "pruned": ":wastebasket:", "adopted": ":inbox_tray:",
     "released": ":outbox_tray:", "drift": ":warning:", "blocked": ":no_entry:",
-    "conflict": ":exclamation:", "failed": ":x:",
+    "conflict": ":exclamation:", "failed": ":x:", "deferred": ":hourglass:",
 }  # fmt: skip
 
 Event = dict[str, Any]

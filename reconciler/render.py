@@ -31,6 +31,7 @@ _SYMBOLS = {
     ActionKind.CONFLICT: "!",
     ActionKind.UNMANAGED: "?",
     ActionKind.NOOP: "=",
+    ActionKind.DEFERRED: ">",
 }
 
 
@@ -44,6 +45,7 @@ def plan_summary_line(plan: Plan) -> str:
         f"{counts[kind]} {label}"
         for kind, label in (
             ("restart", "to restart"),
+            ("deferred", "deferred"),
             ("blocked", "blocked"),
             ("conflict", "in conflict"),
             ("drift", "drifted"),
@@ -150,7 +152,7 @@ _READER_ORDER = {
     kind: rank
     for rank, kind in enumerate(
         (
-            "blocked", "conflict", "replace", "prune", "restart", "drift",
+            "blocked", "conflict", "replace", "prune", "deferred", "restart", "drift",
             "create", "unmanaged", "noop",
         )
     )
@@ -250,7 +252,7 @@ def plan_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
@@ -299,10 +301,15 @@ def outcomes_text(outcomes: Sequence[Outcome]) -> str:
     summary = ", ".join(f"{n} {result}" for result, n in counts.items())
     failed = sum(1 for o in outcomes if o.failed)
     verdict = "Apply failed" if failed else "Apply complete"
-    table = _table(("NAME", "PROJECT", "ACTION", "RESULT", "DEPLOY ID", "DETAIL"), rows)
-    text = (table + "\n\n" if rows else "") + f"{verdict}: {summary or 'nothing to do'}."
+    shown = table(("NAME", "PROJECT", "ACTION", "RESULT", "DEPLOY ID", "DETAIL"), rows)
+    text = (shown + "\n\n" if rows else "") + f"{verdict}: {summary or 'nothing to do'}."
     if counts.get("pending"):
         text += f"\n{counts['pending']} prune(s) pending: run `reconciler apply --prune`."
+    if counts.get("deferred"):
+        text += (
+            f"\n{counts['deferred']} action(s) deferred until their deploy window opens "
+            "(`reconciler windows`; `apply --ignore-window NAME` to carry one out now)."
+        )
     return text
 
 
@@ -375,7 +382,7 @@ def _revision_cell(row: Mapping[str, Any]) -> str:
 def status_text(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return "No deployments recorded yet. Run `reconciler apply` first."
-    table = [
+    cells = [
         (
             str(r["name"]),
             str(r["projectId"]),
@@ -389,7 +396,7 @@ def status_text(rows: Sequence[Mapping[str, Any]]) -> str:
         for r in rows
     ]
     headers = ("NAME", "PROJECT", "COMPILE", "NODE", "LIVE", "DEPLOY ID", "LAST ACTION", "REVISION")
-    text = _table(headers, table)
+    text = table(headers, cells)
     drifting = [r["name"] for r in rows if r.get("notRunning")]
     if drifting:
         text += (

@@ -39,6 +39,7 @@ _PLANNED = {
     ActionKind.RESTART: ("restarting", "warn"),
     ActionKind.CONFLICT: ("conflict", "bad"),
     ActionKind.BLOCKED: ("blocked", "bad"),
+    ActionKind.DEFERRED: ("deferred", "warn"),
 }
 _DRIFT = {"failed": ("failed", "bad"), "stopped": ("stopped", "warn"), "exited": ("exited", "warn")}
 
@@ -161,6 +162,7 @@ def build(
     phase: str,
     now: float,
     revision: Revision | None = None,
+    windows: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The page's data (`/api/status` without its `role`), secrets masked."""
     by_name = {a.name: a for a in actions if a.name}
@@ -184,6 +186,7 @@ def build(
         "phase": phase,  # "applying" while this reconcile's actions run, else "idle"
         "lastError": None,
         "source": _source(revision),
+        "windows": [dict(w) for w in windows],
         "summary": {
             "deployments": len(rows),
             "inSync": sum(1 for r in rows if r["status"] == "in sync"),
@@ -215,6 +218,7 @@ def empty(now: float | None = None) -> dict[str, Any]:
         "phase": "starting",
         "lastError": None,
         "source": None,
+        "windows": [],
         "summary": {"deployments": 0, "inSync": 0, "needAttention": 0, "invalidFiles": 0},
         "deployments": [],
         "invalidFiles": [],

@@ -21,6 +21,7 @@ from reconciler.cycle import Ask, Cycle, CycleResult, Hooks
 from reconciler.errors import ConfigError, StalePlanError
 from reconciler.model import Action, Deployment, Outcome, Plan, Revision
 from reconciler.planner import DEFAULT_MAX_PRUNES
+from reconciler.policy import windows
 from reconciler.render import PLAN_FORMAT_VERSION
 from reconciler.runtime import connect, read_desired
 from reconciler.state import StateStore
@@ -59,11 +60,15 @@ def _shown(outcome: Outcome, values: Sequence[str]) -> Outcome:
 
 def _check_flags(config: ApplyConfig, desired: Sequence[Deployment]) -> None:
     if config.plan and (
-        config.replace or config.restart or config.max_prunes != DEFAULT_MAX_PRUNES
+        config.replace
+        or config.restart
+        or config.ignore_window
+        or config.max_prunes != DEFAULT_MAX_PRUNES
     ):
         raise ConfigError(
-            "--replace, --restart and --max-prunes change the plan: they cannot be combined "
-            "with --plan (apply without --plan, or save a plan made without them)"
+            "--replace, --restart, --ignore-window and --max-prunes change the plan: they "
+            "cannot be combined with --plan (apply without --plan, or save a plan made "
+            "without them)"
         )
     names = {d.name for d in desired}
     for flag, given in (("--replace", config.replace), ("--restart", config.restart)):
@@ -164,6 +169,9 @@ class _ApplyHooks(Hooks):
 
     def review(self, result: CycleResult) -> Plan | None:
         plan = result.plan
+        refused = [a for a in plan.actions if a.held is not None and a.held.gate == windows.DENIED]
+        if refused:
+            raise ConfigError(f"--ignore-window {refused[0].name}: {refused[0].reason}")
         if self.saved is not None:
             self.saved.check(result, self.store)
         print(render.plan_text(plan), flush=True)
@@ -261,6 +269,7 @@ def _apply(config: ApplyConfig, notifier: notify.Notifier, done: _Done) -> int:
         facts = policy.Facts(
             force_restart=frozenset(config.restart),
             prune_pending=None if config.prune else PRUNE_PENDING,
+            ignore_windows=frozenset(config.ignore_window),
         )
         ask = Ask(frozenset(config.replace), frozenset(config.restart), config.max_prunes)
         result = cycle.run(desired, facts, ask, hooks=hooks)

@@ -24,13 +24,13 @@ from reconciler.cycle import Cycle, CycleResult, Hooks
 from reconciler.daemon.reports import Reports
 from reconciler.errors import ReconcilerError
 from reconciler.metrics import Metrics
-from reconciler.model import Action, Outcome, Plan
+from reconciler.model import Action, ActionKind, Outcome, Plan
 from reconciler.notify import Notifier
-from reconciler.policy import prune
+from reconciler.policy import prune, windows
 from reconciler.policy.retry import RetryBook
 from reconciler.policy.throttle import Throttle
 from reconciler.runtime import Runtime
-from reconciler.sources import Refresh, Source
+from reconciler.sources import DesiredSet, Refresh, Source
 from reconciler.state import Leadership, SoleLeader
 
 log = logging.getLogger("reconciler.watch")
@@ -40,8 +40,9 @@ PRUNE_GRACE = 10.0  # seconds a removal must last before the daemon prunes it
 LOCK_TIMEOUT = 30.0
 PRUNE_PENDING = "pending: start watch with --prune to carry it out"
 PRUNE_SUPPRESSED = "suppressed: some manifest files are invalid or the change is suspect"
-# Holds whose end the loop wakes for (others wait for the next change or resync).
-WAKING_GATES = frozenset({prune.GRACE})
+# Holds whose end the loop wakes for (others wait for the next change or resync): a prune's
+# grace, and a deploy window's opening.
+WAKING_GATES = frozenset({prune.GRACE, windows.GATE})
 
 
 class _DaemonHooks(Hooks):
@@ -93,6 +94,7 @@ class Daemon:
         # name -> when (Unix time) its removal was first planned for pruning
         self.gone_since: dict[str, float] = {}
         self.wake_at: float | None = None  # when the earliest waking hold comes due
+        self.window_rows: list[dict[str, object]] = []  # the deploy windows, for the page
         self.cycle = Cycle(
             runtime.engine,
             runtime.store,
@@ -158,11 +160,26 @@ class Daemon:
         for action in result.plan.actions:
             self.reports.action(action, self.gone_since.get(action.name or ""))
         self._wake_for(result.plan.held)
+        self.window_rows = self._windows(desired, time.time())
+        self.metrics.deferred_actions.set(len(result.plan.of_kind(ActionKind.DEFERRED)))
         if whole:
             self.source.reconciled(desired)
         self.metrics.backing_off.set(len(self.retries.retry_after(done)))
         if acting:
             self.publish(refresh, result, result.outcomes, "idle")
+
+    def _windows(self, desired: DesiredSet, now: float) -> list[dict[str, object]]:
+        """Each deploy window of the desired set now: on /metrics and the status page."""
+        rows = []
+        for name, text in sorted(desired.windows.items()):
+            found = windows.schedule(windows.Window.from_json(text), now)
+            until = found.next_close if found.open else found.next_open
+            rows.append(
+                {"name": name, "calendar": found.window.calendar, "open": found.open,
+                 "until": until, "error": found.error}
+            )  # fmt: skip
+        self.metrics.set_windows({str(r["name"]): bool(r["open"]) for r in rows})
+        return rows
 
     def _wake_for(self, held: list[Action]) -> None:
         dues = [
@@ -189,6 +206,7 @@ class Daemon:
             phase=phase,
             now=now,
             revision=refresh.desired.revision,
+            windows=self.window_rows,
         )
         self.metrics.board.publish(data, refresh.desired.deployments)
 

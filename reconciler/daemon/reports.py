@@ -93,6 +93,9 @@ class Reports:
         kind = action.action
         if kind in (ActionKind.RESTART, ActionKind.DRIFT):
             self._drift(action)
+        elif kind is ActionKind.DEFERRED:
+            key = f"deferred:{action.name}:{action.deferred}:{action.window}:{action.opens_at}"
+            self._once(key, logging.INFO, "deferred", action, action.reason)
         elif kind is ActionKind.PRUNE and action.held is not None:
             event, level = _PRUNE_EVENTS.get(action.held.gate, ("prune_held", logging.INFO))
             key = (
@@ -124,7 +127,7 @@ class Reports:
         if key in self._reported:
             return
         self._reported.add(key)
-        if event in ("drift", "blocked", "conflict"):
+        if event in ("drift", "blocked", "conflict", "deferred"):
             self.notifier.send(action_event(event, action))
         log.log(
             level,

@@ -113,6 +113,12 @@ class Engine:
         for action in plan.actions:
             if action.renamed_from and action.record is not None:
                 self._rename(action.renamed_from, action.record, revision)
+        for action in plan.actions:
+            if action.note and action.carried_out:
+                self.store.add_history(
+                    action.action, "noted", name=action.name, project_id=action.project_id,
+                    deploy_id=action.deploy_id, detail=action.note, revision=revision,
+                )  # fmt: skip
         outcomes: list[Outcome] = []
         creates: list[tuple[Action, Intent]] = []
         replaces: list[tuple[Action, Intent]] = []
@@ -265,6 +271,8 @@ class Engine:
             return outcome(Result.IN_SYNC)
         if kind is ActionKind.DRIFT:
             return outcome(Result.DRIFT)
+        if kind is ActionKind.DEFERRED:
+            return outcome(Result.DEFERRED)
         if kind is ActionKind.PRUNE and name:  # nothing runs: only the record goes
             self.store.forget_record(
                 name, action="prune", outcome="pruned", detail=action.reason, revision=revision
@@ -305,6 +313,7 @@ class Engine:
                 on_delete=desired.on_delete,
                 protected=desired.protected,
                 revision=revision,
+                window_json=desired.window_json,
             )
         )
         self.store.add_history(
@@ -321,6 +330,7 @@ class Engine:
             record,
             on_delete=desired.on_delete,
             protected=desired.protected,
+            window_json=desired.window_json,
             spec_json=record.spec_json or desired.spec_json,
             restarts=0 if stable else record.restarts,
             last_restart_at=None if stable else record.last_restart_at,

@@ -79,6 +79,9 @@ def record_for(
         spec_json=desired.spec_json if desired else intent.spec_json,
         on_delete=desired.on_delete if desired else intent.on_delete,
         protected=desired.protected if desired else False,
+        window_json=desired.window_json
+        if desired
+        else (previous.window_json if previous else None),
         source_modified=source_modified,
         restarts=(previous.restarts if previous else 0) + 1 if restarted else 0,
         last_restart_at=now if restarted else None,

@@ -24,3 +24,5 @@ class Facts:
     # The daemon: a deployment whose create, replace or restart just failed is not tried
     # again before this time (name -> Unix time).
     retry_after: Mapping[str, float] = field(default_factory=dict)
+    # `apply --ignore-window NAME`: deployments whose window is ignored (if it allows it).
+    ignore_windows: frozenset[str] = frozenset()

@@ -13,15 +13,18 @@ revision they were read at.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from reconciler.model import Deployment, Revision
 
 if TYPE_CHECKING:
-    from reconciler.validation import Report
+    from reconciler.validation import Manifest, Report
+
+WINDOW_KIND = "DeployWindow"
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class DesiredSet:
     invalid: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # The revision the manifests were read at (a git commit); None where not known.
     revision: Revision | None = None
+    # The DeployWindow documents: name -> definition (JSON, as recorded with deployments).
+    windows: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def names(self) -> set[str]:
@@ -66,8 +71,44 @@ def judged(report: Report, revision: Revision | None = None) -> DesiredSet:
         raise ManifestError(
             f"manifests are invalid; nothing was done:\n{text}", problems=list(report.problems)
         )
-    deployments = tuple(Deployment.from_manifest(m.data, m.file, m.line) for m in report.manifests)
-    return DesiredSet(deployments, revision=revision)
+    return desired_set(report.manifests, revision)
+
+
+def desired_set(
+    found: Iterable[Manifest],
+    revision: Revision | None = None,
+    invalid: Mapping[str, tuple[str, ...]] | None = None,
+) -> DesiredSet:
+    """The desired set of validated documents: the deployments, each with its window's
+    definition, and the windows."""
+    deployments, windows = split(found)
+    return DesiredSet(with_windows(deployments, windows), invalid or {}, revision, windows)
+
+
+def split(found: Iterable[Manifest]) -> tuple[list[Deployment], dict[str, str]]:
+    """Validated documents as Deployments, and DeployWindows as name -> definition."""
+    deployments: list[Deployment] = []
+    windows: dict[str, str] = {}
+    for m in found:
+        if m.data.get("kind") == WINDOW_KIND:
+            from reconciler.policy.windows import Window  # only where a window is
+
+            windows[str(m.data["metadata"]["name"])] = Window.from_document(m.data).to_json()
+        else:
+            deployments.append(Deployment.from_manifest(m.data, m.file, m.line))
+    return deployments, windows
+
+
+def with_windows(
+    deployments: Sequence[Deployment], windows: Mapping[str, str]
+) -> tuple[Deployment, ...]:
+    """Each deployment that names a window, with that window's definition."""
+    if not any(d.window for d in deployments):
+        return tuple(deployments)
+    return tuple(
+        dataclasses.replace(d, window_json=windows.get(d.window)) if d.window else d
+        for d in deployments
+    )
 
 
 __all__ = ["DesiredSet", "Refresh", "Revision", "Source", "judged"]

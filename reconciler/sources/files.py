@@ -25,7 +25,7 @@ from pathlib import Path
 from reconciler import manifests, validation
 from reconciler.errors import ConfigError
 from reconciler.model import Deployment
-from reconciler.sources import DesiredSet, Refresh, Revision, git, judged
+from reconciler.sources import DesiredSet, Refresh, Revision, git, judged, split, with_windows
 
 log = logging.getLogger("reconciler.watch")
 
@@ -36,10 +36,6 @@ WATCH_STEP_MS = 25
 SETTLE_SECONDS = 0.02  # a file must keep its size and mtime this long before it is read
 SETTLE_TRIES = 25
 SUSPECT_SHRINK = 0.5  # losing more than half of the applied manifests at once is suspect
-
-
-def _deployments(found: Iterable[validation.Manifest]) -> list[Deployment]:
-    return [Deployment.from_manifest(m.data, m.file, m.line) for m in found]
 
 
 def read(
@@ -84,17 +80,18 @@ def discover(paths: Sequence[str]) -> dict[str, tuple[int, int]]:
 
 
 class _Content:
-    """One content of a file: its own checks, and its deployments (built once)."""
+    """One content of a file: its own checks, and its deployments and windows (built
+    once)."""
 
     def __init__(self, result: validation.FileResult) -> None:
         self.result = result
-        self._deployments: list[Deployment] | None = None
+        self._built: tuple[list[Deployment], dict[str, str]] | None = None
 
     @property
-    def deployments(self) -> list[Deployment]:
-        if self._deployments is None:
-            self._deployments = _deployments(self.result.manifests)
-        return self._deployments
+    def built(self) -> tuple[list[Deployment], dict[str, str]]:
+        if self._built is None:
+            self._built = split(self.result.manifests)
+        return self._built
 
 
 @dataclass
@@ -182,15 +179,18 @@ class FileTracker:
                 refused_now = chosen[path] is entry.current and not last_pass
                 chosen[path] = entry.good if refused_now else None
         deployments: list[Deployment] = []
+        windows: dict[str, str] = {}
         for path in order:
             entry, content = self.files[path], chosen[path]
             entry.accepted = content is not None and content is entry.current
             if entry.accepted:
                 entry.good = entry.current
             if content is not None:
-                deployments.extend(content.deployments)
+                found, defined = content.built
+                deployments.extend(found)
+                windows.update(defined)
         invalid = {p: tuple(e.problems) for p, e in sorted(self.files.items()) if e.problems}
-        return DesiredSet(tuple(deployments), invalid)
+        return DesiredSet(with_windows(deployments, windows), invalid, windows=windows)
 
 
 def _clashes(order: Sequence[str], chosen: dict[str, _Content | None]) -> dict[str, list[str]]:

@@ -30,7 +30,7 @@ from reconciler.state import (
 )
 from reconciler.state.heartbeat import HeartbeatLock
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -101,13 +101,17 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE intents ADD COLUMN revision TEXT;
     ALTER TABLE history ADD COLUMN revision TEXT;
     """,
+    # Deploy windows: a deployment's window, recorded so that a prune stays gated by it.
+    5: """
+    ALTER TABLE deployments ADD COLUMN window_json TEXT;
+    """,
 }
 
 _RECORD_COLUMNS = (
     "name", "project_id", "spec_hash", "deploy_id", "owned", "compile_id", "node_id",
     "compile_verified", "created_at", "updated_at", "last_action", "last_outcome",
     "spec_json", "on_delete", "protected", "source_modified", "restarts", "last_restart_at",
-    "revision",
+    "revision", "window_json",
 )  # fmt: skip
 _INTENT_COLUMNS = (
     "attempt_id", "name", "project_id", "spec_hash", "created_at", "kind", "old_deploy_id",
@@ -146,6 +150,7 @@ def _record_from_row(row: sqlite3.Row) -> Record:
         restarts=row["restarts"],
         last_restart_at=row["last_restart_at"],
         revision=row["revision"],
+        window_json=row["window_json"],
     )
 
 

@@ -30,10 +30,11 @@ from reconciler.collector import paused as collector_paused
 from reconciler.validation import parallel
 from reconciler.validation.cache import CACHE_FORMAT, ResultCache, checker_digest
 from reconciler.validation.cross_file import cross_file_problems
-from reconciler.validation.one_file import KIND, FileResult, check_file
+from reconciler.validation.one_file import KIND, WINDOW_KIND, FileResult, check_file
 from reconciler.validation.parallel import MAX_WORKERS, PARALLEL_MIN_FILES, PARENT_WEIGHT
 from reconciler.validation.report import Manifest, Problem, Report, format_problems, summary
-from reconciler.validation.schema import SCHEMA_FILE, schema_text
+from reconciler.validation.schema import SCHEMA_FILE, WINDOW_SCHEMA_FILE, schema_text
+from reconciler.validation.schema import schema_text as _schema_file
 from reconciler.validation.schema_check import (
     AGREED,
     ANNOTATIONS,
@@ -157,20 +158,41 @@ def _jsonschema() -> FullValidator:
 
 
 @functools.cache
+def window_schema() -> dict[str, Any]:
+    """The schema of a DeployWindow document."""
+    loaded: dict[str, Any] = json.loads(_schema_file(WINDOW_SCHEMA_FILE))
+    return loaded
+
+
+@functools.cache
+def _window_checks() -> tuple[Check, FullValidator]:
+    return quick_check(window_schema()), full_validator(window_schema())
+
+
+@functools.cache
 def _checker_digest() -> str:
-    return checker_digest(schema_text())
+    return checker_digest(schema_text() + _schema_file(WINDOW_SCHEMA_FILE))
 
 
 # ---- the parts joined -----------------------------------------------------------------
 
 
 def _schema_problems(file: str, document: manifests.Document) -> list[Problem]:
-    """[] when the yes/no check accepts the document; else jsonschema's, in our words."""
-    if compiled_schema()(document.data):
+    """[] when the yes/no check accepts the document; else jsonschema's, in our words.
+    Each kind has its schema: a DeployWindow's, also the checks a schema cannot make."""
+    if document.data.get("kind") == WINDOW_KIND:
+        quick, full = _window_checks()
+        if quick(document.data):
+            from reconciler.validation.windows import window_problems
+
+            return window_problems(file, document)
+    elif compiled_schema()(document.data):
         return []
+    else:
+        full = _jsonschema()
     from reconciler.validation.messages import schema_problems  # only for a rejected document
 
-    return schema_problems(file, document, _jsonschema().iter_errors(document.data))
+    return schema_problems(file, document, full.iter_errors(document.data))
 
 
 def _check_file(path: str, check_secrets: bool, source: bytes | None = None) -> FileResult:

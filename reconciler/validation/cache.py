@@ -10,10 +10,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from reconciler import manifests
-from reconciler.validation.one_file import FileResult, Keys, key_values
+from reconciler.validation.one_file import (
+    WINDOW_KIND,
+    FileResult,
+    Keys,
+    key_values,
+    kind_and_window,
+)
 from reconciler.validation.report import Manifest
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 
 CheckFiles = Callable[[list[int], dict[int, bytes]], list[FileResult]]
 """Checks the files at these indexes, in order, given the contents already read."""
@@ -52,9 +58,9 @@ class ResultCache:
     or the checking code changed (`checker`, from `checker_digest`). Files with problems
     are never cached.
 
-    An entry is `[digest, documents, [[line, data, name_line, name_column, project_line,
-    project_column, node_line, node_column], ...]]`: the keys of the cross-file rules are
-    read back from `data`.
+    An entry is `[digest, documents, [[line, data, window_line, window_column, name_line,
+    name_column, project_line, project_column, node_line, node_column], ...]]`: the keys
+    of the cross-file rules are read back from `data`.
     Entries are released as they are used and written again only when something changed,
     so a no-op run holds each manifest once.
     """
@@ -138,7 +144,7 @@ def _to_cache(result: FileResult) -> list[Any]:
     return [
         result.documents,
         [
-            [m.line, m.data, *k.name_at, *k.project_at, *k.node_at]
+            [m.line, m.data, *k.window_at, *k.name_at, *k.project_at, *k.node_at]
             for m, k in zip(result.manifests, result.keys, strict=True)
         ],
     ]
@@ -157,10 +163,12 @@ def _from_cache(path: str, packed: Any) -> FileResult | None:
     try:
         documents, found = packed
         manifests_found, keys = [], []
-        for line, data, *at in found:
+        for line, data, window_line, window_column, *at in found:
             name_line, name_column, project_line, project_column, node_line, node_column = at
             name, project, node = key_values(data)
-            if name is None or project is None or node is None:
+            kind, window = kind_and_window(data)
+            whole = kind == WINDOW_KIND or (project is not None and node is not None)
+            if name is None or not whole:
                 return None
             manifests_found.append(Manifest(path, line, data))
             keys.append(
@@ -172,6 +180,9 @@ def _from_cache(path: str, packed: Any) -> FileResult | None:
                     (project_line, project_column),
                     node,
                     (node_line, node_column),
+                    kind,
+                    window,
+                    (window_line, window_column),
                 )
             )
         return FileResult(path, documents, manifests_found, [], keys)

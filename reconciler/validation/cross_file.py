@@ -1,11 +1,12 @@
 """Rules across files: metadata.name, spec.projectId and spec.nodeId each belong to one
-manifest of all the files checked together."""
+LiveDeployment of all the files checked together, a DeployWindow's name to one window, and
+a deployment's spec.window names a window of the set."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from reconciler.validation.one_file import FileResult, Keys
+from reconciler.validation.one_file import WINDOW_KIND, FileResult, Keys
 from reconciler.validation.report import Problem
 
 
@@ -13,21 +14,23 @@ def cross_file_problems(results: Sequence[FileResult]) -> list[Problem]:
     """metadata.name, spec.projectId and spec.nodeId unique across all documents of all
     files; a repeat is reported where it is repeated, naming the first."""
     problems: list[Problem] = []
-    names: dict[str, tuple[str, int]] = {}
+    names: dict[tuple[str, str], tuple[str, int]] = {}  # (kind, name) -> where first
     projects: dict[int, tuple[str, int]] = {}
     nodes: dict[str, tuple[str, int, str | None, int | None]] = {}
     for result in results:
         for keys in result.keys:
-            if keys.name is not None and keys.name not in names:
-                names[keys.name] = (result.file, keys.name_at[0])
-            elif keys.name is not None:
-                first = names[keys.name]
+            named = (keys.kind, keys.name) if keys.name is not None else None
+            if named is not None and named not in names:
+                names[named] = (result.file, keys.name_at[0])
+            elif named is not None:
+                first = names[named]
+                what = "window name" if keys.kind == WINDOW_KIND else "name"
                 problems.append(
                     Problem(
                         result.file,
                         *keys.name_at,
                         "metadata.name",
-                        f"duplicate name {keys.name!r}: first defined at {first[0]}:{first[1]}",
+                        f"duplicate {what} {keys.name!r}: first defined at {first[0]}:{first[1]}",
                     )
                 )
             if keys.project_id is not None and keys.project_id not in projects:
@@ -47,6 +50,25 @@ def cross_file_problems(results: Sequence[FileResult]) -> list[Problem]:
                 taken = _node_taken(result.file, keys, keys.node_id, nodes)
                 if taken is not None:
                     problems.append(taken)
+    return problems + _window_references(results, {n for k, n in names if k == WINDOW_KIND})
+
+
+def _window_references(results: Sequence[FileResult], windows: set[str]) -> list[Problem]:
+    """A deployment's spec.window names a DeployWindow of the same set."""
+    problems = []
+    for result in results:
+        for keys in result.keys:
+            if keys.window is None or keys.window in windows:
+                continue
+            known = f" (windows: {', '.join(sorted(windows))})" if windows else ""
+            problems.append(
+                Problem(
+                    result.file,
+                    *keys.window_at,
+                    "spec.window",
+                    f"no DeployWindow named {keys.window!r} in these manifests{known}",
+                )
+            )
     return problems
 
 

@@ -14,6 +14,8 @@ from reconciler import manifests
 from reconciler.validation.report import Manifest, Problem
 
 KIND = "LiveDeployment"
+WINDOW_KIND = "DeployWindow"
+KINDS = (KIND, WINDOW_KIND)
 
 SchemaProblems = Callable[[str, manifests.Document], list[Problem]]
 """The schema's problems with one document (file name as shown, document): [] if valid."""
@@ -29,6 +31,9 @@ class Keys(NamedTuple):
     project_at: tuple[int, int]
     node_id: str | None
     node_at: tuple[int, int]
+    kind: str = KIND
+    window: str | None = None  # a LiveDeployment's spec.window
+    window_at: tuple[int, int] = (0, 0)
 
 
 class FileResult(NamedTuple):
@@ -62,7 +67,7 @@ def check_file(
             result.problems.extend(problems)
             continue
         kind = data.get("kind")
-        if isinstance(kind, str) and kind != KIND:
+        if isinstance(kind, str) and kind not in KINDS:
             from reconciler.validation.messages import show
 
             at = manifests.value_at(document.root, ["kind"])
@@ -72,7 +77,8 @@ def check_file(
                     at.line,
                     at.column,
                     "kind",
-                    f"a document of kind {show(kind)}: only kind {KIND} belongs here",
+                    f"a document of kind {show(kind)}: only kinds {KIND} and {WINDOW_KIND} "
+                    "belong here",
                 )
             )
             result.problems.extend(problems)
@@ -96,11 +102,11 @@ def _problem(file: str, issue: manifests.Issue) -> Problem:
 
 def key_values(data: Any) -> tuple[str | None, int | None, str | None]:
     """metadata.name, spec.projectId and spec.nodeId of a document, None where absent or
-    mistyped."""
+    mistyped (a DeployWindow has a name only)."""
     metadata, spec = data.get("metadata"), data.get("spec")
     name = metadata.get("name") if isinstance(metadata, dict) else None
     project = node = None
-    if isinstance(spec, dict):
+    if isinstance(spec, dict) and data.get("kind") != WINDOW_KIND:
         project, node = spec.get("projectId"), spec.get("nodeId")
     if type(project) is float and project.is_integer():
         project = int(project)  # JSON Schema's integer: 5.0 is project 5
@@ -123,4 +129,21 @@ def _keys(document: manifests.Document) -> Keys:
     if node is not None:
         at = manifests.value_at(document.root, ["spec", "nodeId"])
         node_at = (at.line, at.column)
-    return Keys(document.line, name, name_at, project, project_at, node, node_at)
+    kind, window = kind_and_window(document.data)
+    window_at = (0, 0)
+    if window is not None:
+        at = manifests.value_at(document.root, ["spec", "window"])
+        window_at = (at.line, at.column)
+    return Keys(
+        document.line, name, name_at, project, project_at, node, node_at, kind, window, window_at
+    )
+
+
+def kind_and_window(data: Any) -> tuple[str, str | None]:
+    """The document's kind (LiveDeployment unless it says DeployWindow), and a
+    LiveDeployment's spec.window."""
+    if not isinstance(data, dict) or data.get("kind") != WINDOW_KIND:
+        spec = data.get("spec") if isinstance(data, dict) else None
+        window = spec.get("window") if isinstance(spec, dict) else None
+        return KIND, window if isinstance(window, str) else None
+    return WINDOW_KIND, None

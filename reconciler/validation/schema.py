@@ -1,4 +1,7 @@
-"""The manifest schema: where its one file is, in an installed package or a checkout."""
+"""The manifest schemas: where their files are, in an installed package or a checkout.
+
+One schema a kind: `livedeployment.schema.json` and `deploywindow.schema.json`
+(`manifest.schema.json` joins them for editors)."""
 
 from __future__ import annotations
 
@@ -7,9 +10,10 @@ import os
 from reconciler.errors import ConfigError
 
 SCHEMA_FILE = "livedeployment.schema.json"
+WINDOW_SCHEMA_FILE = "deploywindow.schema.json"
 
 
-def schema_text() -> str:
+def schema_text(name: str = SCHEMA_FILE) -> str:
     """The schema: inside the installed package, or `schemas/` of a source checkout.
 
     The wheel carries `schemas/` as `reconciler/_schemas/`.  A plain path beside the package
@@ -17,8 +21,8 @@ def schema_text() -> str:
     live in a directory (zip imports); a source or editable checkout has `schemas/`.
     """
     package = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # reconciler/
-    installed = os.path.join(package, "_schemas", SCHEMA_FILE)
-    source = os.path.join(os.path.dirname(package), "schemas", SCHEMA_FILE)
+    installed = os.path.join(package, "_schemas", name)
+    source = os.path.join(os.path.dirname(package), "schemas", name)
     for candidate in (installed, source):
         try:
             with open(candidate, encoding="utf-8") as handle:
@@ -28,7 +32,7 @@ def schema_text() -> str:
     try:
         import importlib.resources
 
-        packaged = importlib.resources.files("reconciler").joinpath("_schemas", SCHEMA_FILE)
+        packaged = importlib.resources.files("reconciler").joinpath("_schemas", name)
         return packaged.read_text(encoding="utf-8")
     except (OSError, ModuleNotFoundError) as error:
-        raise ConfigError(f"manifest schema {SCHEMA_FILE} not found: {error}") from None
+        raise ConfigError(f"manifest schema {name} not found: {error}") from None

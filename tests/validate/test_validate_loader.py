@@ -75,7 +75,7 @@ def test_keys_yaml_does_not_read_as_strings(here: Path) -> None:
         'quote it: "on"',
         "m.yaml:10:3: spec.on: unknown field 'on' (known fields: automaticRedeploy, brokerage, "
         "compileId, dataProviders, nodeId, onDelete, projectId, protected, restartPolicy, "
-        "versionId)",
+        "versionId, window)",
         "m.yaml:11:5: spec: a mapping key must be a plain string, not a collection",
     ]
 

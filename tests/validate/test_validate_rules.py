@@ -87,7 +87,7 @@ def test_an_unknown_field_is_an_error_with_a_suggestion(here: Path) -> None:
         "did you mean 'automaticRedeploy'?",
         "m.yaml:11:3: spec.extra: unknown field 'extra' (known fields: automaticRedeploy, "
         "brokerage, compileId, dataProviders, nodeId, onDelete, projectId, protected, "
-        "restartPolicy, versionId)",
+        "restartPolicy, versionId, window)",
     ]
 
 
@@ -453,8 +453,8 @@ def test_other_kinds_and_non_mappings_are_errors(here: Path) -> None:
     )
     report = validation.validate_paths(["multi.yaml"])
     assert [str(p) for p in report.problems] == [
-        "multi.yaml:2:7: kind: a document of kind 'ConfigMap': only kind LiveDeployment "
-        "belongs here",
+        "multi.yaml:2:7: kind: a document of kind 'ConfigMap': only kinds LiveDeployment and "
+        "DeployWindow belong here",
         "multi.yaml:5:1: a manifest must be a mapping, not a list",
         "multi.yaml:7:1: a manifest must be a mapping, not a single value",
     ]
@@ -473,7 +473,7 @@ def test_all_files_are_reported_at_once_sorted_by_file_and_line(here: Path) -> N
         "d/a.yaml:6:14: spec.projectId: 0 is less than the minimum of 1",
         "d/a.yaml:10:3: spec.oops: unknown field 'oops' (known fields: automaticRedeploy, "
         "brokerage, compileId, dataProviders, nodeId, onDelete, projectId, protected, "
-        "restartPolicy, versionId)",
+        "restartPolicy, versionId, window)",
         "d/b.yaml:4:9: metadata.name: 'B' is not a DNS label: lowercase letters, digits and "
         "'-', at most 63 characters, starting and ending with a letter or digit",
     ]

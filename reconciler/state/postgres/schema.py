@@ -16,7 +16,7 @@ import psycopg
 
 from reconciler.errors import StateError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -131,6 +131,10 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE reconciler_deployments ADD COLUMN revision text;
     ALTER TABLE reconciler_intents ADD COLUMN revision text;
     ALTER TABLE reconciler_history ADD COLUMN revision text
+    """,
+    # Deploy windows: a deployment's window, recorded so that a prune stays gated by it.
+    3: """
+    ALTER TABLE reconciler_deployments ADD COLUMN window_json text
     """,
 }
 
