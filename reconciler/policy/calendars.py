@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import functools
 import threading
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -108,11 +109,15 @@ class _Exchange:
         today = datetime.now(UTC).date()
         start = (today - timedelta(days=HISTORY_DAYS)).isoformat()
         try:
-            calendar = library.get_calendar(name, start=start)
+            with warnings.catch_warnings():
+                # The library's own deprecation warnings (pandas 3) are not a user's concern.
+                warnings.simplefilter("ignore")
+                calendar = library.get_calendar(name, start=start)
+                opens, closes = list(calendar.opens), list(calendar.closes)
         except (library.errors.CalendarError, ValueError) as error:
             raise ConfigError(f"calendar {name}: {error}") from None
-        self._opens = [ts.timestamp() for ts in calendar.opens]
-        self._closes = [ts.timestamp() for ts in calendar.closes]
+        self._opens = [ts.timestamp() for ts in opens]
+        self._closes = [ts.timestamp() for ts in closes]
         self._horizon = self._closes[-1] if self._closes else None
 
     @property

@@ -179,20 +179,20 @@ def _checker_digest() -> str:
 
 def _schema_problems(file: str, document: manifests.Document) -> list[Problem]:
     """[] when the yes/no check accepts the document; else jsonschema's, in our words.
-    Each kind has its schema: a DeployWindow's, also the checks a schema cannot make."""
-    if document.data.get("kind") == WINDOW_KIND:
-        quick, full = _window_checks()
-        if quick(document.data):
-            from reconciler.validation.windows import window_problems
+    Each kind has its schema; a valid DeployWindow also the checks a schema cannot make."""
+    window = document.data.get("kind") == WINDOW_KIND
+    quick, full = _window_checks() if window else (compiled_schema(), None)
+    problems: list[Problem] = []
+    if not quick(document.data):
+        from reconciler.validation.messages import schema_problems  # only for a rejection
 
-            return window_problems(file, document)
-    elif compiled_schema()(document.data):
-        return []
-    else:
-        full = _jsonschema()
-    from reconciler.validation.messages import schema_problems  # only for a rejected document
+        validator = full if full is not None else _jsonschema()
+        problems = schema_problems(file, document, validator.iter_errors(document.data))
+    if window and not problems:
+        from reconciler.validation.windows import window_problems
 
-    return schema_problems(file, document, full.iter_errors(document.data))
+        return window_problems(file, document)
+    return problems
 
 
 def _check_file(path: str, check_secrets: bool, source: bytes | None = None) -> FileResult:
