@@ -62,6 +62,7 @@ class CycleResult:
     plan: Plan
     outcomes: list[Outcome] = field(default_factory=list)
     applied: bool = False  # the reviewed plan was handed to the engine
+    at: float = 0.0  # the time the gates judged by
 
 
 class Hooks:
@@ -116,9 +117,10 @@ class Cycle:
         hooks = hooks or Hooks()
         with self.lock(dry):
             views, resolved = self.read(desired.deployments, live, dry, hooks)
-            plan = self.decide(views, facts, ask or Ask())
+            now = self.clock()
+            plan = self.decide(views, facts, ask or Ask(), now)
             plan = dataclasses.replace(plan, revision=desired.revision)
-            result = CycleResult(views, resolved, plan)
+            result = CycleResult(views, resolved, plan, at=now)
             if dry:
                 return result
             chosen = hooks.review(result)
@@ -164,7 +166,7 @@ class Cycle:
         projects = self.engine.fetch_projects(desired)
         return Views(desired, recorded, live, projects, ours), resolved
 
-    def decide(self, views: Views, facts: policy.Facts, ask: Ask) -> Plan:
+    def decide(self, views: Views, facts: policy.Facts, ask: Ask, now: float) -> Plan:
         plan = planner.plan(
             views.desired,
             views.recorded,
@@ -175,7 +177,7 @@ class Cycle:
             max_prunes=ask.max_prunes,
             stopped_by_us=views.stopped_by_us,
         )
-        plan = policy.gate(plan, facts, self.clock())
+        plan = policy.gate(plan, facts, now)
         # The nodes are read only when the plan would start something: a plan with no
         # changes costs one list call.
         if any(a.carried_out and a.action.starts for a in plan.actions):

@@ -58,7 +58,9 @@ def test_open_exactly_when_the_exchange_says_it_is_closed(t: float) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(instants, st.integers(0, 120), st.integers(0, 120))
-def test_margins_keep_the_window_inside_the_closed_market(t: float, after: int, before: int) -> None:
+def test_margins_keep_the_window_inside_the_closed_market(
+    t: float, after: int, before: int
+) -> None:
     after, before = after * 60, before * 60  # whole minutes, as the calendar's answers
     verdict = evaluate(window(afterClose=f"{after}s", beforeOpen=f"{before}s"), t)
     stamp = pd.Timestamp(t, unit="s", tz="UTC")
@@ -142,7 +144,7 @@ def test_fx_none_and_past_the_horizon() -> None:
 
 
 def test_the_names_list_is_the_installed_librarys() -> None:
-    assert calendar_names.NAMES == frozenset(xc.get_calendar_names(include_aliases=True))
+    assert frozenset(xc.get_calendar_names(include_aliases=True)) == calendar_names.NAMES
 
 
 def test_validation_points_at_each_problem(tmp_path: Path) -> None:
@@ -176,7 +178,8 @@ def test_validation_points_at_each_problem(tmp_path: Path) -> None:
 
 def window_doc(name: str, **spec: str) -> str:
     body = "".join(f"  {key}: {value}\n" for key, value in spec.items())
-    return f"apiVersion: reconciler/v1\nkind: DeployWindow\nmetadata: {{name: {name}}}\nspec:\n{body}"
+    head = f"apiVersion: reconciler/v1\nkind: DeployWindow\nmetadata: {{name: {name}}}\n"
+    return f"{head}spec:\n{body}"
 
 
 def closed_for_a_month() -> str:
@@ -241,7 +244,8 @@ def test_the_daemon_replaces_within_seconds_of_its_window_opening(
     world: World, emulator: Emulator, daemons: list[Daemon]
 ) -> None:
     opens = datetime.now(UTC) + timedelta(seconds=6)
-    allow = f'[{{from: "{opens:%Y-%m-%dT%H:%M:%S}", to: "{opens + timedelta(hours=1):%Y-%m-%dT%H:%M:%S}"}}]'
+    until = opens + timedelta(hours=1)
+    allow = f'[{{from: "{opens:%Y-%m-%dT%H:%M:%S}", to: "{until:%Y-%m-%dT%H:%M:%S}"}}]'
     world.add(301, extra="  window: soon\n")
     (world.root / "windows.yaml").write_text(
         window_doc("soon", calendar="none", allow=allow, minRemaining="1m")
@@ -252,7 +256,7 @@ def test_the_daemon_replaces_within_seconds_of_its_window_opening(
     world.new_build(301, extra="  window: soon\n")
     wait_for(lambda: bool(daemon.events("deferred")), what="the replace deferred")
     assert len(stops(emulator)) == 0
-    wait_for(lambda: len(stops(emulator)) == 1, timeout=30, what="the replace once the window opened")
+    wait_for(lambda: len(stops(emulator)) == 1, timeout=30, what="the replace, the window open")
     assert time.time() >= opens.replace(microsecond=0).timestamp()  # the range's own second
     assert daemon.metric('reconciler_window_open{window="soon"}') == 1
     wait_for(lambda: len(running_ids(emulator, 301)) == 1, what="the new deployment")

@@ -53,8 +53,10 @@ class _DaemonHooks(Hooks):
         self.daemon.reports.resolved(outcome)
 
     def review(self, result: CycleResult) -> Plan | None:
-        """Only what changes something is handed to the engine: a noop or a report is
-        not written to the history on every resync."""
+        """What the plan says is reported before anything is sent (a drift is news at
+        once, not after the health wait); only what changes something is handed to the
+        engine: a noop or a report is not written to the history on every resync."""
+        self.daemon.planned(self.refresh.desired, result.plan, result.at)
         acting = result.plan.acting()
         self.daemon.publish(self.refresh, result, [], "applying" if acting.actions else "idle")
         return acting
@@ -149,7 +151,6 @@ class Daemon:
             retry_after=self.retries.retry_after(now),
         )
         result = self.cycle.run(desired, facts, hooks=_DaemonHooks(self, refresh))
-        self.gone_since = prune.track_removals(self.gone_since, result.plan, now)
         acting = {a.name: a for a in result.plan.acting().actions}
         done = time.time()
         for outcome in result.outcomes:
@@ -157,16 +158,21 @@ class Daemon:
             self.reports.outcome(outcome, action)
             if action is not None and action.action.starts:
                 self.retries.record(action.name or "", outcome, done)
-        for action in result.plan.actions:
-            self.reports.action(action, self.gone_since.get(action.name or ""))
-        self._wake_for(result.plan.held)
-        self.window_rows = self._windows(desired, time.time())
-        self.metrics.deferred_actions.set(len(result.plan.of_kind(ActionKind.DEFERRED)))
         if whole:
             self.source.reconciled(desired)
         self.metrics.backing_off.set(len(self.retries.retry_after(done)))
         if acting:
             self.publish(refresh, result, result.outcomes, "idle")
+
+    def planned(self, desired: DesiredSet, plan: Plan, now: float) -> None:
+        """A reconcile's plan, gated, before anything is carried out: the removals'
+        grace counted, every action worth a word reported, the next wake-up set."""
+        self.gone_since = prune.track_removals(self.gone_since, plan, now)
+        for action in plan.actions:
+            self.reports.action(action, self.gone_since.get(action.name or ""))
+        self._wake_for(plan.held)
+        self.window_rows = self._windows(desired, now)
+        self.metrics.deferred_actions.set(len(plan.of_kind(ActionKind.DEFERRED)))
 
     def _windows(self, desired: DesiredSet, now: float) -> list[dict[str, object]]:
         """Each deploy window of the desired set now: on /metrics and the status page."""
