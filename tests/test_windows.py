@@ -3,6 +3,7 @@ with an injected clock, validation, and the gate end to end against the emulator
 
 from __future__ import annotations
 
+import bisect
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,16 @@ def window(**spec: object) -> Window:
     )
 
 
+OPENS = [ts.timestamp() for ts in XNYS.opens]
+CLOSES = [ts.timestamp() for ts in XNYS.closes]
+
+
+def around(t: float) -> tuple[float, float]:
+    """The exchange's last close at or before `t` and its next open after `t`."""
+    previous = CLOSES[bisect.bisect_right(CLOSES, t) - 1]
+    return previous, OPENS[bisect.bisect_right(OPENS, t)]
+
+
 def market_open(t: float) -> bool:
     return bool(XNYS.is_open_at_time(pd.Timestamp(t, unit="s", tz="UTC"), side="left"))
 
@@ -63,15 +74,12 @@ def test_margins_keep_the_window_inside_the_closed_market(
 ) -> None:
     after, before = after * 60, before * 60  # whole minutes, as the calendar's answers
     verdict = evaluate(window(afterClose=f"{after}s", beforeOpen=f"{before}s"), t)
-    stamp = pd.Timestamp(t, unit="s", tz="UTC")
     if verdict.open:
         assert not market_open(t)
-        previous = XNYS.previous_close(stamp).timestamp()
-        following = XNYS.next_open(stamp).timestamp()
+        previous, following = around(t)
         assert previous + after <= t < following - before
     elif not market_open(t):
-        previous = XNYS.previous_close(stamp).timestamp()
-        following = XNYS.next_open(stamp).timestamp()
+        previous, following = around(t)
         assert t < previous + after or t >= following - before
 
 
