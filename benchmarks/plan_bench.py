@@ -47,6 +47,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--work-tree", action="store_true", help="manifests in a git work tree")
     parser.add_argument("--baseline", metavar="DIR", help="an earlier tree, timed alongside")
+    parser.add_argument(
+        "--windows",
+        metavar="CALENDAR",
+        help="also time the same manifests, each on a DeployWindow of CALENDAR (e.g. XNYS)",
+    )
     args = parser.parse_args()
     baseline = Path(args.baseline).resolve() if args.baseline else None
     if baseline is not None and not (baseline / "reconciler" / "__init__.py").is_file():
@@ -85,12 +90,23 @@ def main() -> None:
             setup = timed([*RECONCILER, "apply", str(deployments), "--yes"], env=older, cwd=tmp)
             if setup.returncode != 0:
                 raise SystemExit(f"baseline set-up apply failed:\n{setup.stdout[-3000:]}")
+        windowed = None
+        if args.windows:
+            windowed = dict(env, RECONCILER_STATE=str(root / "windowed.db"))
+            with_windows(deployments, root / "windowed", args.windows)
+            setup = timed([*RECONCILER, "apply", str(root / "windowed"), "--yes"], env=windowed)
+            if setup.returncode != 0:
+                raise SystemExit(f"windowed set-up apply failed:\n{setup.stdout[-3000:]}")
         plans: list[Run] = []
         baseline_plans: list[Run] = []
+        windowed_plans: list[Run] = []
+        windowed_command = [*RECONCILER, "plan", str(root / "windowed")]
         for _ in range(args.repeat):
             plans.append(median_run(command, 1, env=env, cwd=tmp))
             if older is not None:
                 baseline_plans.append(median_run(command, 1, env=older, cwd=tmp))
+            if windowed is not None:
+                windowed_plans.append(median_run(windowed_command, 1, env=windowed, cwd=tmp))
         plan = _median(plans)
         if "No changes" not in plan.stdout:
             raise SystemExit(f"the plan is not a no-op:\n{plan.stdout[-2000:]}")
@@ -118,11 +134,47 @@ def main() -> None:
             f"{old.seconds:8.2f} {old.peak_rss_mb:7.1f}MB"
         )
         print(f"  this tree / baseline: {plan.seconds / old.seconds:.3f}x")
+    if windowed_plans:
+        on = _median(windowed_plans)
+        label = f"plan, every manifest on a {args.windows} window"
+        print(f"  {label:<48} {on.seconds:8.2f} {on.peak_rss_mb:7.1f}MB")
+        print(f"  with windows / without: {on.seconds / plan.seconds:.3f}x  (target <= 1.2x)")
+        print(f"  importing the calendar extra: {calendar_import(args.windows)}")
 
 
 def _median(runs: list[Run]) -> Run:
     ordered = sorted(runs, key=lambda r: r.seconds)
     return ordered[len(ordered) // 2]
+
+
+def with_windows(source: Path, target: Path, calendar: str) -> None:
+    """The manifests of `source` in `target`, each on one DeployWindow of `calendar`."""
+    target.mkdir()
+    for path in source.glob("*.yaml"):
+        text = path.read_text().replace("  brokerage:\n", "  window: bench\n  brokerage:\n")
+        (target / path.name).write_text(text)
+    (target / "windows.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: DeployWindow\nmetadata: {name: bench}\n"
+        f"spec:\n  calendar: {calendar}\n  afterClose: 10m\n  beforeOpen: 30m\n"
+    )
+
+
+def calendar_import(calendar: str) -> str:
+    """What the [calendars] extra costs a process that needs a calendar (median of 5)."""
+    code = (
+        "import time, warnings; warnings.simplefilter('ignore'); t = time.perf_counter(); "
+        "import exchange_calendars as x; i = time.perf_counter(); "
+        f"x.get_calendar({calendar!r}); print(i - t, time.perf_counter() - i)"
+    )
+    runs = [
+        [float(v) for v in subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()]
+        for _ in range(5)
+    ]  # fmt: skip
+    imported = sorted(r[0] for r in runs)[2]
+    loaded = sorted(r[1] for r in runs)[2]
+    return f"import {imported:.2f} s, get_calendar({calendar}) {loaded:.2f} s"
 
 
 def commit_all(root: Path) -> None:
