@@ -178,7 +178,12 @@ def calendar_import(calendar: str) -> str:
 
 
 def commit_all(root: Path) -> None:
-    """The manifests committed in a repository of their own (`--work-tree`)."""
+    """The manifests committed in a repository of their own (`--work-tree`), written an
+    hour before the commit, as files usually are: a file as new as the index is "racily
+    clean" to git, which then reads all of them again on every `git status`."""
+    past = time.time() - 3600
+    for path in (root / "deployments").iterdir():
+        os.utime(path, (past, past))
     env = {
         **os.environ,
         "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.org",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -78,10 +79,12 @@ def read_desired(connection: Connection, source: GitSource, paths: Sequence[str]
             revision=source.revision,
             allowed_signers=source.verify_signatures,
         )
-    from reconciler.sources.git import work_tree_revision
+    from reconciler.sources.git import WorkTreeProbe
 
+    probe = WorkTreeProbe(paths)  # git answers while the manifests are parsed
     cache = manifest_cache_path(connection.state_location, connection.workspace_name)
-    return files.read(paths, cache_path=cache, revision=work_tree_revision(paths))
+    desired = files.read(paths, cache_path=cache)
+    return dataclasses.replace(desired, revision=probe.result())
 
 
 @contextlib.contextmanager

@@ -21,7 +21,6 @@ from reconciler.cycle import Ask, Cycle, CycleResult, Hooks
 from reconciler.errors import ConfigError, StalePlanError
 from reconciler.model import Action, Deployment, Outcome, Plan, Revision
 from reconciler.planner import DEFAULT_MAX_PRUNES
-from reconciler.policy import windows
 from reconciler.render import PLAN_FORMAT_VERSION
 from reconciler.runtime import connect, read_desired
 from reconciler.state import StateStore
@@ -169,7 +168,9 @@ class _ApplyHooks(Hooks):
 
     def review(self, result: CycleResult) -> Plan | None:
         plan = result.plan
-        refused = [a for a in plan.actions if a.held is not None and a.held.gate == windows.DENIED]
+        refused = [
+            a for a in plan.actions if a.held is not None and a.held.gate == policy.WINDOW_DENIED
+        ]
         if refused:
             raise ConfigError(f"--ignore-window {refused[0].name}: {refused[0].reason}")
         if self.saved is not None:

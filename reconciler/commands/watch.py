@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler import logs, notify
 from reconciler.config import WatchConfig
@@ -16,7 +16,10 @@ from reconciler.errors import ConfigError, ManifestError
 from reconciler.metrics import Metrics
 from reconciler.runtime import connect
 from reconciler.serve import HttpServer, Route, hooks, status
-from reconciler.sources import Source, files, git
+from reconciler.sources import files, git
+
+if TYPE_CHECKING:
+    from reconciler.sources import Source
 
 log = logging.getLogger("reconciler.watch")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from reconciler import policy, snapshot
 from reconciler.cycle import Cycle, CycleResult, Hooks
@@ -30,8 +31,11 @@ from reconciler.policy import prune, windows
 from reconciler.policy.retry import RetryBook
 from reconciler.policy.throttle import Throttle
 from reconciler.runtime import Runtime
-from reconciler.sources import DesiredSet, Refresh, Source
+from reconciler.sources import DesiredSet, Refresh
 from reconciler.state import Leadership, SoleLeader
+
+if TYPE_CHECKING:
+    from reconciler.sources import Source
 
 log = logging.getLogger("reconciler.watch")
 

@@ -19,16 +19,42 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from reconciler.model import Plan
-from reconciler.policy import prune, restart, retry, windows
+from reconciler.model import Action, ActionKind, Plan
+from reconciler.policy import prune, restart, retry
 from reconciler.policy.facts import Facts
 
 Gate = Callable[[Plan, Facts, float], Plan]
 
+# The deploy windows' holds (policy/windows.py): waiting for an opening, and an
+# `--ignore-window` its window refuses.
+WINDOW_GATE = "window"
+WINDOW_DENIED = "window-override-denied"
+
+
+def window_definition(action: Action) -> str | None:
+    """The deploy window that gates this action, as recorded: a replace's manifest's, a
+    prune's (of a running deployment) recorded with it; None: not gated."""
+    if action.action is ActionKind.REPLACE and action.desired is not None:
+        return action.desired.window_json
+    if action.action is ActionKind.PRUNE and action.deploy_id and action.record is not None:
+        return action.record.window_json
+    return None
+
+
+def windows_gate(plan: Plan, facts: Facts, now: float) -> Plan:
+    """The deploy windows' gate; its module (and the calendars) loaded only for a plan
+    that has an action a window gates."""
+    if not any(a.held is None and window_definition(a) for a in plan.actions):
+        return plan
+    from reconciler.policy import windows
+
+    return windows.gate(plan, facts, now)
+
+
 GATES: tuple[Gate, ...] = (
     restart.gate,
     retry.gate,
-    windows.gate,
+    windows_gate,
     prune.flag_gate,
     prune.suppressed_gate,
     prune.grace_gate,
@@ -41,4 +67,13 @@ def gate(plan: Plan, facts: Facts, now: float, gates: Sequence[Gate] = GATES) ->
     return plan
 
 
-__all__ = ["GATES", "Facts", "Gate", "gate"]
+__all__ = [
+    "GATES",
+    "WINDOW_DENIED",
+    "WINDOW_GATE",
+    "Facts",
+    "Gate",
+    "gate",
+    "window_definition",
+    "windows_gate",
+]

@@ -22,11 +22,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from reconciler.errors import ConfigError
 from reconciler.model import Action, ActionKind, Plan, canonical_json
-from reconciler.policy import calendars
+from reconciler.policy import WINDOW_DENIED, WINDOW_GATE, calendars, window_definition
 from reconciler.policy.facts import Facts
 
-GATE = "window"
-DENIED = "window-override-denied"
+GATE, DENIED = WINDOW_GATE, WINDOW_DENIED
 DEFAULT_MIN_REMAINING = 600.0
 LOOKAHEAD = 60 * 86400.0  # how far ahead the next opening is looked for
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -302,12 +301,7 @@ def opens_text(verdict: Verdict) -> str:
 
 def window_of(action: Action) -> Window | None:
     """The window that gates this action: a replace's manifest's, a prune's recorded one."""
-    if action.action is ActionKind.REPLACE and action.desired is not None:
-        text = action.desired.window_json
-    elif action.action is ActionKind.PRUNE and action.deploy_id and action.record is not None:
-        text = action.record.window_json
-    else:
-        return None
+    text = window_definition(action)
     return Window.from_json(text) if text else None
 
 

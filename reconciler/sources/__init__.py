@@ -17,12 +17,24 @@ import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from reconciler.model import Deployment, Revision
 
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from reconciler.validation import Manifest, Report
+
+    class Source(Protocol):
+        """What the daemon reads its desired state from (the files, or a git repository)."""
+
+        @property
+        def description(self) -> str: ...
+        def refresh(self, reread_all: bool = False) -> Refresh: ...
+        def watch(self, stop: threading.Event, on_change: Callable[[], None]) -> None: ...
+        def reconciled(self, desired: DesiredSet) -> None: ...
+
 
 WINDOW_KIND = "DeployWindow"
 
@@ -48,16 +60,6 @@ class Refresh:
     changed: list[str]
     deleted: list[str]
     suspect: bool
-
-
-class Source(Protocol):
-    """What the daemon reads its desired state from (the files, or a git repository)."""
-
-    @property
-    def description(self) -> str: ...
-    def refresh(self, reread_all: bool = False) -> Refresh: ...
-    def watch(self, stop: threading.Event, on_change: Callable[[], None]) -> None: ...
-    def reconciled(self, desired: DesiredSet) -> None: ...
 
 
 def judged(report: Report, revision: Revision | None = None) -> DesiredSet:
@@ -111,4 +113,4 @@ def with_windows(
     )
 
 
-__all__ = ["DesiredSet", "Refresh", "Revision", "Source", "judged"]
+__all__ = ["DesiredSet", "Refresh", "Revision", "judged"]

@@ -168,38 +168,66 @@ def git(
 # ---- a work tree's revision ----------------------------------------------------------------
 
 
-def work_tree_revision(paths: Sequence[str]) -> Revision | None:
-    """HEAD's commit when `paths` lie inside a git work tree, `dirty` when a manifest
-    file under them differs from it (modified, added, untracked); None outside a work
-    tree or without git.  Two git calls, whatever the number of manifests."""
-    roots = [os.path.abspath(p) for p in paths if p != manifests.STDIN]
-    if not roots:
-        return None
-    try:
-        base = os.path.commonpath(roots)
-    except ValueError:
-        return None
-    if not os.path.isdir(base):
-        base = os.path.dirname(base)
-    try:
-        head = git("log", "-1", "--format=%H%x00%s", "HEAD", cwd=base, check=False)
-        if head.returncode != 0:
+class WorkTreeProbe:
+    """The revision of the work tree `paths` lie in, asked of git in the background: both
+    git calls start at once and run while the caller parses the manifests (another core),
+    and `result()` collects them.  Two git calls, whatever the number of manifests."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self._calls: list[subprocess.Popen[bytes]] = []
+        roots = [os.path.abspath(p) for p in paths if p != manifests.STDIN]
+        try:
+            base = os.path.commonpath(roots) if roots else ""
+        except ValueError:
+            base = ""
+        if not base:
+            return
+        if not os.path.isdir(base):
+            base = os.path.dirname(base)
+        relative = [os.path.relpath(r, base) for r in roots]
+        for args in (
+            ("log", "-1", "--format=%H%x00%s", "HEAD"),
+            ("status", "--porcelain=v1", "-z", "--untracked-files=all", "--", *relative),
+        ):
+            try:
+                self._calls.append(
+                    subprocess.Popen(
+                        ["git", *args],
+                        cwd=base,
+                        env=_environment(),
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.DEVNULL,
+                        stdin=subprocess.DEVNULL,
+                    )
+                )
+            except OSError:  # no git, or no such directory: no revision
+                break
+
+    def result(self) -> Revision | None:
+        """HEAD's commit, `dirty` when a manifest file under the paths differs from it
+        (modified, added, untracked); None outside a work tree or without git."""
+        answers = []
+        for call in self._calls:
+            try:
+                out, _ = call.communicate(timeout=LOCAL_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                call.kill()
+                call.communicate()
+                return None
+            answers.append((call.returncode, out))
+        if len(answers) != 2 or answers[0][0] != 0:
             return None
-        sha, _, subject = head.stdout.decode(errors="replace").strip().partition("\x00")
-        status = git(
-            "status", "--porcelain=v1", "-z", "--untracked-files=all", "--",
-            *[os.path.relpath(r, base) for r in roots],
-            cwd=base, check=False,
-        )  # fmt: skip
-    except GitError:
-        return None
-    if not _SHA.match(sha):
-        return None
-    entries = [e for e in status.stdout.decode(errors="replace").split("\x00") if len(e) > 3]
-    dirty = status.returncode != 0 or any(
-        e[3:].endswith(manifests.MANIFEST_SUFFIXES) for e in entries
-    )
-    return Revision("files", sha, dirty, subject=subject)
+        sha, _, subject = answers[0][1].decode(errors="replace").strip().partition("\x00")
+        if not _SHA.match(sha):
+            return None
+        code, listing = answers[1]
+        entries = [e for e in listing.decode(errors="replace").split("\x00") if len(e) > 3]
+        dirty = code != 0 or any(e[3:].endswith(manifests.MANIFEST_SUFFIXES) for e in entries)
+        return Revision("files", sha, dirty, subject=subject)
+
+
+def work_tree_revision(paths: Sequence[str]) -> Revision | None:
+    return WorkTreeProbe(paths).result()
 
 
 # ---- a repository, through its bare mirror -------------------------------------------------
