@@ -274,3 +274,23 @@ def test_the_daemon_replaces_within_seconds_of_its_window_opening(
 @pytest.fixture
 def world(emulator: Emulator, tmp_path: Path) -> World:
     return World(emulator, tmp_path)
+
+
+def test_without_the_extra_validate_says_which_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "exchange_calendars" else real(name, *a),
+    )
+    (tmp_path / "w.yaml").write_text(window_doc("w", calendar="XNYS"))
+    (tmp_path / "fx.yaml").write_text(window_doc("f", calendar="fx"))
+    report = validation.validate_paths([str(tmp_path)])
+    assert [str(p).replace(str(tmp_path) + "/", "") for p in report.problems] == [
+        "w.yaml:5:13: spec.calendar: calendar XNYS is an exchange calendar: "
+        "pip install 'qc-live-reconciler[calendars]' (exchange_calendars)"
+    ]

@@ -63,6 +63,18 @@ def unknown_calendar(name: str) -> str | None:
     return f"unknown calendar {name!r}: an exchange code of exchange_calendars, fx or none{hint}"
 
 
+def missing_extra(name: str) -> str | None:
+    """Why the exchange calendar `name` cannot be read here (the extra is not installed),
+    or None; asked without importing it."""
+    if name in BUILT_IN:
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("exchange_calendars") is None:
+        return f"calendar {name} is an exchange calendar: {EXTRA} (exchange_calendars)"
+    return None
+
+
 @functools.cache
 def _installed_names() -> frozenset[str]:
     try:

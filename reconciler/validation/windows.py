@@ -26,6 +26,10 @@ def window_problems(file: str, document: manifests.Document) -> list[Problem]:
     unknown = calendars.unknown_calendar(str(spec["calendar"]))
     if unknown is not None:
         problem(["calendar"], unknown)
+    else:
+        missing = calendars.missing_extra(str(spec["calendar"]))
+        if missing is not None:
+            problem(["calendar"], missing)
     if "timeZone" in spec:
         try:
             zone_of(str(spec["timeZone"]))
