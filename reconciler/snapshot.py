@@ -125,6 +125,7 @@ def deployment_row(
 
 
 def history_row(entry: HistoryEntry) -> dict[str, Any]:
+    revision, dirty = split_revision(entry.revision)
     return {
         "at": entry.at,
         "name": entry.name,
@@ -133,8 +134,8 @@ def history_row(entry: HistoryEntry) -> dict[str, Any]:
         "outcome": entry.outcome,
         "deployId": entry.deploy_id,
         "detail": entry.detail,
-        "revision": split_revision(entry.revision)[0],
-        "dirty": split_revision(entry.revision)[1],
+        "revision": revision,
+        "dirty": dirty,
     }
 
 

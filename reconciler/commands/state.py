@@ -107,14 +107,6 @@ def _named(store: StateStore) -> str:
     return store.location
 
 
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
-
-
 def _print_json(value: dict[str, Any]) -> None:
     print(render.dumps({"version": 1, **value}))
 
@@ -147,7 +139,7 @@ def list_records(config: StateConfig, store: StateStore) -> int:
             ]
             for r in records
         ]
-        print(_table(rows))
+        print(render.table(rows[0], rows[1:]))
         print()
     print(
         f"{len(records)} record(s) in {_named(store)}"
@@ -226,7 +218,7 @@ def history(config: StateConfig, store: StateStore) -> int:
         ]
         for e in entries
     ]
-    print(_table(rows))
+    print(render.table(rows[0], rows[1:]))
     return 0
 
 

@@ -40,6 +40,7 @@ def run(config: StatusConfig) -> int:
             live_status = "not running"
             cause = "stopped"
         until = backoff_until(record)
+        revision, dirty = split_revision(record.revision)
         rows.append(
             {
                 "name": record.name,
@@ -58,8 +59,8 @@ def run(config: StatusConfig) -> int:
                 "restarts": record.restarts,
                 "nextRestartAt": until,
                 # The commit that asked for its last action (DESIGN §15), or None.
-                "revision": split_revision(record.revision)[0],
-                "dirty": split_revision(record.revision)[1],
+                "revision": revision,
+                "dirty": dirty,
             }
         )
     if config.format == "json":

@@ -111,10 +111,6 @@ class Action:
             object.__setattr__(self, "action", ActionKind(self.action))
 
     @property
-    def kind(self) -> ActionKind:
-        return self.action
-
-    @property
     def carried_out(self) -> bool:
         """It is sent to the API now: it acts and no gate holds it."""
         return self.action.acts and self.held is None

@@ -17,7 +17,6 @@ import difflib
 import functools
 import threading
 import warnings
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -173,9 +172,3 @@ def calendar(name: str) -> Calendar:
             found = _Exchange(name, exchange_calendars)
         _loaded[name] = found
         return found
-
-
-def preload(names: Sequence[str]) -> None:
-    """Read these calendars now (the daemon, at start: not in the middle of a reconcile)."""
-    for name in names:
-        calendar(name)
