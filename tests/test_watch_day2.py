@@ -3,10 +3,13 @@ invalid or half-written set of files."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from pathlib import Path
 
 from reconciler.emulator import Emulator
+from tests.conftest import RECONCILER, cli_env
 from tests.test_apply_e2e import manifest, node_for
 from tests.test_watch import Daemon, daemons, root, running, wait_for, write
 
@@ -138,3 +141,26 @@ def test_a_removal_waits_out_the_grace_and_a_rename_meanwhile_stops_nothing(
     assert time.monotonic() - removed >= 4.0  # a lower bound: load can only delay it
     assert [s["projectId"] for s in emulator.stats()["stops"]] == [102]
     assert running(emulator, 101)
+
+
+def test_the_daemon_records_settings_that_are_never_replaced_for(
+    emulator: Emulator, tmp_path: Path, root: Path, daemons: list[Daemon]
+) -> None:
+    """onDelete (like protected and the deploy window) is recorded with the deployment on
+    the next reconcile and never replaces it: the daemon records it too, not only apply."""
+    daemon = Daemon(emulator, tmp_path, root, "--resync", "0.5")
+    daemons.append(daemon)
+    wait_for(lambda: running(emulator, 101), what="the initial create")
+    manifest_file = root / "d101.yaml"
+    manifest_file.write_text(manifest_file.read_text() + "  onDelete: liquidate\n")
+
+    def recorded() -> object:
+        shown = subprocess.run(
+            [*RECONCILER, "state", "show", "d101", "--format", "json"],
+            env=cli_env(emulator, tmp_path), cwd=tmp_path, capture_output=True, text=True,
+        )  # fmt: skip
+        return json.loads(shown.stdout)["deployment"]["onDelete"] if shown.returncode == 0 else None
+
+    wait_for(lambda: recorded() == "liquidate", what="onDelete recorded by the daemon")
+    assert emulator.stats()["stops"] == [] and emulator.creates_committed(101) == 1
+    assert not daemon.events("replace")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from reconciler.metrics import Metrics
-from reconciler.model import Action, ActionKind, Outcome
+from reconciler.model import Action, ActionKind, Outcome, Result
 from reconciler.notify import Notifier, action_event, outcome_event
 from reconciler.policy import prune
 from reconciler.sources import Refresh
@@ -68,6 +68,8 @@ class Reports:
         )
 
     def outcome(self, outcome: Outcome, action: Action | None) -> None:
+        if outcome.result is Result.IN_SYNC:
+            return  # a record brought up to date: not news
         self.metrics.actions.labels(outcome.action, outcome.result).inc()
         self.notifier.send(outcome_event(outcome, action))
         level = logging.ERROR if outcome.failed else logging.INFO

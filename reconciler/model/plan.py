@@ -116,6 +116,25 @@ class Action:
         return self.action.acts and self.held is None
 
     @property
+    def refreshes(self) -> bool:
+        """A noop whose record is to be brought up to date: what is recorded with the
+        deployment but never compared (onDelete, protected, its window) changed, or it has
+        restarts in a row that may now reset (the engine decides, by the clock)."""
+        record, desired = self.record, self.desired
+        return (
+            self.action is ActionKind.NOOP
+            and record is not None
+            and desired is not None
+            and (
+                record.on_delete != desired.on_delete
+                or record.protected != desired.protected
+                or record.window_json != desired.window_json
+                or not record.spec_json
+                or record.restarts > 0
+            )
+        )
+
+    @property
     def verb(self) -> str:
         """The word the plan shows: the kind, or what a noop/unmanaged does (adopt, ...)."""
         if self.adopt:
@@ -256,10 +275,13 @@ class Plan:
 
     def acting(self) -> Plan:
         """What changes something, live or recorded: carried-out actions, adoptions,
-        releases, renames.  A daemon hands only these to the engine (an unchanged report,
-        a noop, is not written to the history on every resync)."""
+        releases, renames, and the noops whose record the engine brings up to date.  A
+        daemon hands only these to the engine (an unchanged report, a noop in sync, is
+        not written on every resync)."""
         return self.with_actions(
-            a for a in self.actions if a.carried_out or a.adopt or a.release or a.renamed_from
+            a
+            for a in self.actions
+            if a.carried_out or a.adopt or a.release or a.renamed_from or a.refreshes
         )
 
 
