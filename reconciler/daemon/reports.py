@@ -68,8 +68,8 @@ class Reports:
         )
 
     def outcome(self, outcome: Outcome, action: Action | None) -> None:
-        if outcome.result is Result.IN_SYNC:
-            return  # a record brought up to date: not news
+        if outcome.result is Result.IN_SYNC and action is not None and not action.renamed_from:
+            return  # a record brought up to date (onDelete, a restart count): not news
         self.metrics.actions.labels(outcome.action, outcome.result).inc()
         self.notifier.send(outcome_event(outcome, action))
         level = logging.ERROR if outcome.failed else logging.INFO
