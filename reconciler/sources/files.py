@@ -25,7 +25,7 @@ from pathlib import Path
 from reconciler import manifests, validation
 from reconciler.errors import ConfigError
 from reconciler.model import Deployment
-from reconciler.sources import DesiredSet, Refresh, Revision, git, judged, split, with_windows
+from reconciler.sources import DesiredSet, Refresh, git, judged, split, with_windows
 
 log = logging.getLogger("reconciler.watch")
 
@@ -38,17 +38,15 @@ SETTLE_TRIES = 25
 SUSPECT_SHRINK = 0.5  # losing more than half of the applied manifests at once is suspect
 
 
-def read(
-    paths: Sequence[str], cache_path: str | None = None, revision: Revision | None = None
-) -> DesiredSet:
+def read(paths: Sequence[str], cache_path: str | None = None) -> DesiredSet:
     """Validated manifests; any problem refuses the whole set (ManifestError).
 
-    `cache_path`: unchanged files are answered from there (validation.ResultCache).
-    `revision`: the work tree's commit, when known.
+    `cache_path`: unchanged files are answered from there (validation.ResultCache).  The
+    revision is the caller's to add (`git.WorkTreeProbe`, asked while this parses).
     """
     # Many small objects, no reference cycles: the cyclic collector would only rescan them.
     with validation.collector_paused():
-        return judged(validation.validate_paths(paths, cache_path=cache_path), revision)
+        return judged(validation.validate_paths(paths, cache_path=cache_path))
 
 
 def check_paths(paths: Sequence[str]) -> None:
