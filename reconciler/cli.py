@@ -457,6 +457,48 @@ def _watch_command(command: _Command) -> None:
     _add_git(watch, daemon=True)
 
 
+def _promotion_command(command: _Command) -> None:
+    """`reconciler promotion status|approve|reject` (DESIGN §17)."""
+    promotion = command(
+        "promotion",
+        "Paper first: the candidates offered to live deployments with spec.promotion, "
+        "their soak on paper and verdicts; approve or reject one.",
+        "examples:\n"
+        "  reconciler promotion status\n"
+        "  reconciler promotion status spy-momentum-live --format json\n"
+        "  reconciler promotion approve spy-momentum-live   # approval: manual\n"
+        "  reconciler promotion reject spy-momentum-live    # never promoted; waits for new "
+        "paper code\n",
+    )
+    subcommands = promotion.add_subparsers(
+        dest="promotion_command", metavar="SUBCOMMAND", required=True
+    )
+
+    def sub(name: str, summary: str) -> argparse.ArgumentParser:
+        parser = subcommands.add_parser(name, help=summary, description=summary)
+        _add_globals(parser, suppress=True)
+        _add_sandbox(parser)
+        return parser
+
+    status = sub(
+        "status",
+        "Each promoted deployment: its candidate (the paper code's digest), verdict, since "
+        "when, samples, max drawdown, why, and the code the live deployment runs.",
+    )
+    status.add_argument("name", metavar="NAME", nargs="?")
+    status.add_argument("--format", choices=["text", "json"], default="text")
+    sub(
+        "approve",
+        "Approve the passed candidate of NAME (approval: manual): the next apply or "
+        "reconcile promotes it.",
+    ).add_argument("name", metavar="NAME")
+    sub(
+        "reject",
+        "Reject the candidate of NAME: it is never promoted, even if its code comes back; "
+        "NAME waits for new paper code.",
+    ).add_argument("name", metavar="NAME")
+
+
 def _windows_command(command: _Command) -> None:
     windows = command(
         "windows",
@@ -483,7 +525,14 @@ def _emulator_command(command: _Command) -> None:
         "  reconciler emulator --sandbox --admin 'live/kill:{\"projectId\": 1001}'\n"
         "  reconciler emulator --sandbox --admin 'projects/touch:{\"projectId\": 1001}'\n"
         "  reconciler emulator --sandbox --admin "
-        '\'projects/update:{"projectId": 1001, "failLogin": true}\'\n',
+        '\'projects/update:{"projectId": 1001, "failLogin": true}\'\n'
+        "  # rehearse paper first: new code on the paper project, its twin, a drawdown\n"
+        "  reconciler emulator --sandbox --admin "
+        '\'projects/files:{"projectId": 1001, "files": {"main.py": "# v2"}}\'\n'
+        "  reconciler emulator --sandbox --admin "
+        '\'projects/files:{"projectId": 2002, "copyFrom": 1001}\'\n'
+        "  reconciler emulator --sandbox --admin "
+        '\'live/equity:{"projectId": 1001, "equity": 93000}\'\n',
     )
     emulator.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     emulator.add_argument("--port", type=_port, default=0, help="port (default 0: any free one)")
@@ -518,8 +567,8 @@ def _emulator_command(command: _Command) -> None:
         default=[],
         metavar="ACTION:JSON",
         help="do an admin action on the persisted world (--data DIR or --sandbox) and exit "
-        "without serving: live/end, live/kill, projects/touch, projects/update, seed "
-        "(repeatable)",
+        "without serving: live/end, live/kill, live/equity, projects/touch, projects/update, "
+        "projects/files, seed (repeatable)",
     )
     emulator.add_argument(
         "--sandbox",
@@ -537,6 +586,7 @@ _COMMANDS: dict[str, Callable[[_Command], None]] = {
     "watch": _watch_command,
     "state": _add_state_command,
     "windows": _windows_command,
+    "promotion": _promotion_command,
     "emulator": _emulator_command,
 }
 

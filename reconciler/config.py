@@ -123,6 +123,13 @@ class WindowsConfig(NamedTuple):
     format: str = "text"
 
 
+class PromotionConfig(NamedTuple):
+    connection: Connection
+    promotion_command: str
+    name: str | None = None
+    format: str = "text"
+
+
 class EmulatorConfig(NamedTuple):
     host: str = "127.0.0.1"
     port: int = 0
@@ -143,6 +150,7 @@ _CONFIGS: dict[str, Any] = {
     "watch": WatchConfig,
     "state": StateConfig,
     "windows": WindowsConfig,
+    "promotion": PromotionConfig,
     "emulator": EmulatorConfig,
 }
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from reconciler import planner, policy, secrets
 from reconciler.engine import Engine, fingerprints, journal
 from reconciler.model import Deployment, LiveDeployment, Outcome, Plan, Record
+from reconciler.model.promotion import Candidate, Evidence, Paper
 from reconciler.sources import DesiredSet
 from reconciler.state import StateStore
 
@@ -48,6 +49,8 @@ class Views:
     live: Sequence[LiveDeployment]
     projects: Mapping[int, str] = field(default_factory=dict)
     stopped_by_us: frozenset[str] = frozenset()
+    # Paper first: each promoted manifest's candidates and code (DESIGN §17).
+    promotions: Mapping[str, Evidence] = field(default_factory=dict)
 
     def fingerprints(self) -> dict[str, str]:
         return fingerprints(self.desired, self.recorded, self.live, self.projects)
@@ -164,9 +167,84 @@ class Cycle:
         asked = planner.unrecorded_stopped(desired, recorded, live)
         ours = frozenset(self.store.stopped_by_us(asked)) if asked else frozenset()
         projects = self.engine.fetch_projects(desired)
-        return Views(desired, recorded, live, projects, ours), resolved
+        promotions = self.promotions(desired, recorded, live, dry)
+        return Views(desired, recorded, live, projects, ours, promotions), resolved
+
+    def promotions(
+        self,
+        desired: Sequence[Deployment],
+        recorded: Mapping[str, Record],
+        live: Sequence[LiveDeployment],
+        dry: bool,
+    ) -> dict[str, Evidence]:
+        """Paper first: one look at each promoted manifest's paper twin (a sample of its
+        equity while Running), the candidates judged, and the live project's code.  A dry
+        run judges the same way and writes nothing."""
+        promoted = [d for d in desired if d.promotion is not None]
+        if not promoted:
+            return {}
+        from reconciler.policy import promotion
+
+        by_name = {d.name: d for d in desired}
+        latest = planner.latest_by_project(live)
+        now = self.clock()
+        out: dict[str, Evidence] = {}
+        changed: list[Candidate] = []
+        for d in promoted:
+            rule = d.promotion
+            assert rule is not None
+            paper, note = self._paper(by_name.get(rule.source), rule.source, recorded, latest)
+            stored = self.store.candidates(d.name)
+            judged = promotion.advance(stored, d.name, rule, paper, now)
+            changed += [c for c in judged if c not in stored]
+            code = self.engine.fetch_code(d.project_id)
+            out[d.name] = Evidence(rule, judged, code, paper, note)
+        if changed and not dry:
+            self.store.put_candidates(changed)
+        return out
+
+    def _paper(
+        self,
+        source: Deployment | None,
+        name: str,
+        recorded: Mapping[str, Record],
+        latest: Mapping[int, LiveDeployment],
+    ) -> tuple[Paper | None, str]:
+        """The paper twin's latest deployment as this reconcile sees it, or why none."""
+        if source is None:
+            return None, f"no candidate: paper manifest {name} is not among these manifests"
+        item = latest.get(source.project_id)
+        if item is None:
+            return None, f"no candidate yet: paper deployment {name} has not run"
+        record = recorded.get(name)
+        ours = record is not None and record.deploy_id == item.deploy_id
+        digest = record.digest if ours and record is not None else None
+        untracked = ""
+        if digest is None:
+            untracked = (
+                f"no candidate yet: the code of paper deployment {item.deploy_id} ({name}) is "
+                "not known (it was not started by a promotion's reconciler); "
+                f"`reconciler apply --replace {name}` starts a soak"
+            )
+        equity = None
+        if item.status == "Running" and digest is not None:
+            equity = self.engine.fetch_equity(source.project_id, item.deploy_id)
+        paper = Paper(
+            item.deploy_id,
+            item.status,
+            item.cause,
+            item.error,
+            digest,
+            record.created_at if ours and record is not None else None,
+            equity,
+            untracked,
+        )
+        return paper, untracked
 
     def decide(self, views: Views, facts: policy.Facts, ask: Ask, now: float) -> Plan:
+        if views.promotions:
+            facts = dataclasses.replace(facts, promotions=views.promotions)
+        targets = {n: e.target for n, e in views.promotions.items() if e.target is not None}
         plan = planner.plan(
             views.desired,
             views.recorded,
@@ -176,6 +254,7 @@ class Cycle:
             force_restart=ask.force_restart,
             max_prunes=ask.max_prunes,
             stopped_by_us=views.stopped_by_us,
+            promoted=targets,
         )
         plan = policy.gate(plan, facts, now)
         # The nodes are read only when the plan would start something: a plan with no

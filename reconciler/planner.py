@@ -7,7 +7,9 @@ Rules (DESIGN §4, §5, §11):
 - a manifest whose project runs the deployment we recorded for it is `noop` when the spec
   hash is unchanged, `replace` when it changed (with the changes field by field), when
   `compileId: latest` and the project's code changed after the recorded compile, or when
-  `--replace NAME` forces it; `blocked` instead when the manifest is `protected`;
+  `--replace NAME` forces it; `blocked` instead when the manifest is `protected`.  With
+  `spec.promotion` (DESIGN §17) new code replaces only by promotion: when the candidate
+  to run differs from the code recorded (whether it may start is the promotion gate's);
 - a manifest whose project runs a deployment we did not record: when it matches (same
   brokerage and environment, the most `/live/list` can tell) it is adopted as a `noop`;
   otherwise it is a `conflict`.  Never a second create on a busy project;
@@ -33,6 +35,7 @@ from typing import Any
 from reconciler.model import (
     Action,
     ActionKind,
+    Change,
     Deployment,
     LiveDeployment,
     Node,
@@ -40,6 +43,7 @@ from reconciler.model import (
     Record,
     spec_changes,
 )
+from reconciler.model.promotion import short_digest
 
 DEFAULT_MAX_PRUNES = 5
 
@@ -86,6 +90,8 @@ class _Subject:
     desired: Deployment
     record: Record | None
     modified: str | None
+    tracks_code: bool = False  # a promotion's paper source: its create records its code
+    promoted: str | None = None  # with spec.promotion: the code digest to run now
 
     def action(
         self, kind: ActionKind, reason: str, deploy_id: str | None = None, **more: Any
@@ -101,6 +107,7 @@ class _Subject:
             desired=d,
             record=self.record,
             modified=self.modified,
+            tracks_code=self.tracks_code,
             **more,
         )
 
@@ -108,14 +115,22 @@ class _Subject:
 def _replace_of(subject: _Subject, record: Record, forced: bool) -> Action | None:
     """The replace a managed, running deployment needs, or None when it is in sync."""
     desired, modified = subject.desired, subject.modified
+    promoted = subject.promoted
     if record.spec_hash != desired.spec_hash:
         changes = spec_changes(record.spec, desired.spec_view())
         if changes:
             reason = "spec changed: " + ", ".join(change.path for change in changes)
         else:
             reason = "spec changed since it was applied (recorded before field diffs existed)"
+    elif desired.promotion is not None and promoted and promoted != record.digest:
+        reason = (
+            f"promotion: candidate {short_digest(promoted)} passed on paper "
+            f"({desired.promotion.source}); it runs {short_digest(record.digest)}"
+        )
+        changes = (Change("code", short_digest(record.digest), short_digest(promoted)),)
     elif (
-        desired.compile_id == "latest"
+        desired.promotion is None
+        and desired.compile_id == "latest"
         and record.source_modified
         and modified
         and modified != record.source_modified
@@ -447,6 +462,7 @@ def plan(
     max_prunes: int = DEFAULT_MAX_PRUNES,
     pruning: bool = True,
     stopped_by_us: Collection[str] = (),
+    promoted: Mapping[str, str] | None = None,
 ) -> Plan:
     """Compare the views and return the actions, in a deterministic order.
 
@@ -456,6 +472,7 @@ def plan(
     `--replace` / `--restart`.  `pruning`: prunes will be carried out (they free nodes).
     `stopped_by_us`:
     deployIds the journal shows this reconciler stopping (see `unrecorded_stopped`).
+    `promoted`: manifests with `spec.promotion` -> the candidate's digest to run now.
     """
     live = list(live)
     active = active_by_project(live)
@@ -464,6 +481,8 @@ def plan(
     modified = projects or {}
     restart = _Restart(force_restart, stopped_by_us)
     wanted = sorted(desired, key=lambda d: d.name)
+    sources = {d.promotion.source for d in wanted if d.promotion is not None}
+    targets = promoted or {}
     renamed = _renames(wanted, recorded, {**latest, **active})
     actions = []
     for d in wanted:
@@ -472,6 +491,8 @@ def plan(
             d,
             dataclasses.replace(old, name=d.name) if old else recorded.get(d.name),
             modified.get(d.project_id),
+            d.name in sources,
+            targets.get(d.name),
         )
         action = _for_manifest(
             subject,

@@ -32,6 +32,7 @@ _SYMBOLS = {
     ActionKind.UNMANAGED: "?",
     ActionKind.NOOP: "=",
     ActionKind.DEFERRED: ">",
+    ActionKind.WAITING: ".",
 }
 
 
@@ -46,6 +47,7 @@ def plan_summary_line(plan: Plan) -> str:
         for kind, label in (
             ("restart", "to restart"),
             ("deferred", "deferred"),
+            ("waiting", "waiting"),
             ("blocked", "blocked"),
             ("conflict", "in conflict"),
             ("drift", "drifted"),

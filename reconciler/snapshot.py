@@ -40,6 +40,7 @@ _PLANNED = {
     ActionKind.CONFLICT: ("conflict", "bad"),
     ActionKind.BLOCKED: ("blocked", "bad"),
     ActionKind.DEFERRED: ("deferred", "warn"),
+    ActionKind.WAITING: ("waiting", "busy"),
 }
 _DRIFT = {"failed": ("failed", "bad"), "stopped": ("stopped", "warn"), "exited": ("exited", "warn")}
 

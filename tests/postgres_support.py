@@ -25,6 +25,7 @@ REQUIRED_ENV = "RECONCILER_TEST_POSTGRES_REQUIRED"
 TABLES = (
     "reconciler_deployments",
     "reconciler_intents",
+    "reconciler_candidates",
     "reconciler_history",
     "reconciler_applied_plans",
     "reconciler_locks",

@@ -328,6 +328,7 @@ def test_schema_is_migrated_once_by_runners_starting_together(schema_url: str) -
     assert tables == {
         "reconciler_meta", "reconciler_deployments", "reconciler_intents", "reconciler_history",
         "reconciler_applied_plans", "reconciler_locks", "reconciler_leases",
+        "reconciler_candidates",
     }  # fmt: skip
 
 

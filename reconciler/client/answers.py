@@ -43,6 +43,26 @@ class LiveAlgorithm:
     launched: str | None = None
     stopped: str | None = None
     message: str = ""
+    equity: float | None = None  # runtimeStatistics.Equity (None: not reported)
+
+
+def money(text: Any) -> float | None:
+    """The API's money strings (`"$100,000.00"`, `"-$1,234.5"`, `"€ 12.3"`) as a number;
+    None when it is not one (missing data is never made up)."""
+    if isinstance(text, bool) or text is None:
+        return None
+    if isinstance(text, int | float):
+        return float(text)
+    cleaned = str(text).strip().replace(",", "").replace(" ", "")
+    negative = cleaned.startswith("-") or (cleaned.startswith("(") and cleaned.endswith(")"))
+    digits = cleaned.strip("-()").lstrip("$€£¥")
+    try:
+        value = float(digits)
+    except ValueError:
+        return None
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    return -value if negative else value
 
 
 def project_from(item: Mapping[str, Any]) -> Project:

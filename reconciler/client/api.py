@@ -34,6 +34,7 @@ from reconciler.client.answers import (
     LiveAlgorithm,
     Project,
     live_from_summary,
+    money,
     project_from,
 )
 from reconciler.client.auth import Credentials, QuantConnectAuth
@@ -407,7 +408,16 @@ class QuantConnectClient:
             launched=data.get("launched"),
             stopped=data.get("stopped"),
             message=str(data.get("message") or ""),
+            equity=money((data.get("runtimeStatistics") or {}).get("Equity")),
         )
+
+    def read_files(self, project_id: int) -> list[tuple[str, str]]:
+        """A project's files as (name, content): what its code digest is taken over."""
+        data = self._post("files/read", {"projectId": project_id}, idempotent=True)
+        return [
+            (str(item.get("name") or ""), str(item.get("content") or ""))
+            for item in data.get("files") or []
+        ]
 
     def list_live(
         self, *, project_id: int | None = None, status: str | None = None

@@ -57,6 +57,7 @@ def record_json(record: Record) -> dict[str, Any]:
         "restarts": record.restarts,
         "lastRestartAt": record.last_restart_at,
         "sourceModified": record.source_modified,
+        "digest": record.digest,
         "spec": record.spec,
         **_revision_json(record.revision),
     }

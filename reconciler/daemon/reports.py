@@ -98,6 +98,10 @@ class Reports:
         elif kind is ActionKind.DEFERRED:
             key = f"deferred:{action.name}:{action.deferred}:{action.window}:{action.opens_at}"
             self._once(key, logging.INFO, "deferred", action, action.reason)
+        elif kind is ActionKind.WAITING and action.held is not None:
+            # One line per reason's kind (soaking, awaiting approval), not per progress.
+            key = f"waiting:{action.name}:{action.held.gate}:{action.digest}:{action.cause}"
+            self._once(key, logging.INFO, "waiting", action, action.reason)
         elif kind is ActionKind.PRUNE and action.held is not None:
             event, level = _PRUNE_EVENTS.get(action.held.gate, ("prune_held", logging.INFO))
             key = (

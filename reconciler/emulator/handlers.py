@@ -20,7 +20,7 @@ from reconciler.emulator.shapes import (
     live_algorithm,
     live_summary,
     node_view,
-    project_file,
+    project_files,
     project_nodes,
     project_view,
     versions,
@@ -203,7 +203,7 @@ def files_read(world: World, body: Mapping[str, Any]) -> dict[str, Any]:
         raise Rejected("name must be a string")
     with world.lock:
         project = world.project(project_id)
-        files = [project_file(project, project["projectId"], project["modified"])]
+        files = project_files(project, project["projectId"])
     if name:
         files = [f for f in files if f["name"] == name]
         if not files:

@@ -37,6 +37,11 @@ and `errors`, `success: false` with the reason for a bad request or an unknown p
   `modified` moves (answered as `modified`, as `projects/read` renders it).
 - `POST /_emulator/projects/update` `{"projectId": N, "failLogin": true|false|"reason",
   "failBuild": true|false}`: change how the project's compiles and deployments behave.
+- `POST /_emulator/projects/files` `{"projectId": N, "files": {"main.py": "..."}}` (or
+  `"copyFrom": M`, another project's files): the project's files, as `files/read` shows
+  them; its `modified` moves.
+- `POST /_emulator/live/equity` `{"projectId": N, "equity": 95000}`: the equity its running
+  deployment reports (`live/read` runtimeStatistics, `live/list`); answers its `deployId`.
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ from typing import Any
 from reconciler.emulator.handlers import ROUTES, Route
 from reconciler.emulator.params import parse_fields
 from reconciler.emulator.seed import add_seed
-from reconciler.emulator.shapes import iso, live_summary
+from reconciler.emulator.shapes import iso, live_summary, project_files
 from reconciler.emulator.spec import Rejected
 from reconciler.emulator.world import World
 
@@ -493,6 +498,14 @@ class Emulator:
         """Change `failLogin` / `failBuild` of a project (None leaves one as it is)."""
         self.world.update_project(project_id, fail_login=fail_login, fail_build=fail_build)
 
+    def set_files(self, project_id: int, files: Mapping[str, str]) -> str:
+        """Replace a project's files (its `modified` moves); returns the new `modified`."""
+        return str(iso(self.world.set_files(project_id, files)))
+
+    def set_equity(self, project_id: int, equity: float) -> str:
+        """Set the equity the project's running deployment reports; returns its id."""
+        return self.world.set_equity(project_id, equity)
+
     def has_project(self, project_id: int) -> bool:
         return self.world.has_project(project_id)
 
@@ -633,7 +646,27 @@ class Emulator:
             "live/end": self._admin_end,
             "projects/touch": self._admin_touch,
             "projects/update": self._admin_update_project,
+            "projects/files": self._admin_files,
+            "live/equity": self._admin_equity,
         }
+
+    def _admin_files(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """`{"projectId": 2002, "files": {"main.py": "..."}}` sets a project's files;
+        `{"projectId": 2002, "copyFrom": 1001}` gives it another project's (its twin's)."""
+        project_id = body.get("projectId")
+        files = body.get("files")
+        if "copyFrom" in body:
+            files = self.world.files_of(body["copyFrom"]) or {
+                f["name"]: f["content"]
+                for f in project_files(self.world.known_project(body["copyFrom"]), 0)
+            }
+        modified = self.world.set_files(project_id, files)  # type: ignore[arg-type]
+        return {"modified": iso(modified)}
+
+    def _admin_equity(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """`{"projectId": 1001, "equity": 95000}`: what its running deployment reports."""
+        deploy_id = self.world.set_equity(body.get("projectId"), body.get("equity"))  # type: ignore[arg-type]
+        return {"deployId": deploy_id}
 
     def _admin_faults(self, body: Mapping[str, Any]) -> dict[str, Any]:
         knobs = {k: v for k, v in body.items() if k != "endpoint"}

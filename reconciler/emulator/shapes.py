@@ -68,6 +68,9 @@ def versions() -> list[dict[str, Any]]:
     ]
 
 
+STARTING_EQUITY = 100_000.0  # a deployment's equity until an admin action moves it
+
+
 def project_file(project: Mapping[str, Any], project_id: int, modified: float) -> dict[str, Any]:
     """The project's algorithm file, as files/read and live/read show it."""
     csharp = project.get("language") == "C#"
@@ -82,6 +85,29 @@ def project_file(project: Mapping[str, Any], project_id: int, modified: float) -
     }
 
 
+def project_files(project: Mapping[str, Any], project_id: int) -> list[dict[str, Any]]:
+    """Every file of the project (files/read): those set by an admin action, else its one
+    algorithm file."""
+    files = project.get("files")
+    if not files:
+        return [project_file(project, project_id, project["modified"])]
+    return [
+        {
+            **project_file(project, project_id, project["modified"]),
+            "id": project_id * 10 + 1 + index,
+            "name": name,
+            "content": content,
+            "open": index == 0,
+        }
+        for index, (name, content) in enumerate(sorted(files.items()))
+    ]
+
+
+def money(value: float) -> str:
+    """`$100,000.00`, `-$1,234.50`: how runtimeStatistics spells an amount."""
+    return f"{'-' if value < 0 else ''}${abs(value):,.2f}"
+
+
 def live_summary(world: World, deployment: Mapping[str, Any]) -> dict[str, Any]:
     """A deployment as `live/list` lists it (`LiveAlgorithmSummary`)."""
     project = world.projects.get(deployment["projectId"], {})
@@ -90,7 +116,7 @@ def live_summary(world: World, deployment: Mapping[str, Any]) -> dict[str, Any]:
         "projectId": deployment["projectId"],
         **_shared_fields(deployment, state),
         "subscription": "Strategy Equity",
-        "equity": 100000.0,
+        "equity": float(deployment.get("equity", STARTING_EQUITY)),
         "environment": deployment["environment"],
         "description": project.get("description", ""),
         "error": state[2],
@@ -114,7 +140,7 @@ def live_algorithm(
         "public": False,
         "files": [_main_file(world, deployment)],
         "runtimeStatistics": {
-            "Equity": "$100,000.00",
+            "Equity": money(float(deployment.get("equity", STARTING_EQUITY))),
             "Fees": "-$0.00",
             "Holdings": "$0.00",
             "Net Profit": "$0.00",

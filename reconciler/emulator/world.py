@@ -194,6 +194,36 @@ class World:
             self._store.save()
             return float(project["modified"])
 
+    def set_files(self, project_id: int, files: Mapping[str, str]) -> float:
+        """Replace the project's files (name -> content), as an edit in the IDE does:
+        `modified` moves too.  Returns the new `modified`."""
+        if not isinstance(files, Mapping) or not files:
+            raise ValueError("files must be a non-empty object of file name -> content")
+        if not all(isinstance(k, str) and k and isinstance(v, str) for k, v in files.items()):
+            raise ValueError("each file needs a name and text content")
+        with self.lock:
+            self.known_project(project_id)["files"] = dict(files)
+            return self.touch_project(project_id)
+
+    def files_of(self, project_id: int) -> dict[str, str] | None:
+        """The project's files as set by `set_files`, None: its one default file."""
+        with self.lock:
+            files = self.known_project(project_id).get("files")
+            return dict(files) if files else None
+
+    def set_equity(self, project_id: int, equity: float) -> str:
+        """The equity the project's active deployment reports (live/read, live/list), as a
+        market move would make it.  Returns the deployment's id."""
+        if isinstance(equity, bool) or not isinstance(equity, int | float) or equity < 0:
+            raise ValueError(f"equity must be a number >= 0, not {equity!r}")
+        with self.lock:
+            deployment = self.active(project_id)
+            if deployment is None:
+                raise ValueError(f"project {project_id} has no running live algorithm")
+            deployment["equity"] = float(equity)
+            self._store.save()
+            return str(deployment["deployId"])
+
     def add_node(self, node_id: str, name: str | None = None, *, sku: str = "L-MICRO") -> None:
         if not isinstance(node_id, str) or not node_id:
             raise ValueError(f"a node id must be a non-empty string, not {node_id!r}")

@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from reconciler import planner
+from reconciler.client import QuantConnectClient
 from reconciler.engine.context import Context
 from reconciler.engine.journal import is_from_intent, record_for
 from reconciler.errors import ApiError, OutcomeUnknown, ReconcilerError, TransportError
@@ -26,6 +28,7 @@ from reconciler.model import (
     Record,
     Result,
 )
+from reconciler.model.promotion import code_digest, short_digest
 from reconciler.policy.throttle import Throttle
 
 log = logging.getLogger("reconciler.engine")
@@ -42,11 +45,12 @@ def create(
     should_stop: Callable[[], bool] | None = None,
     previous: Record | None = None,
     modified: str | None = None,
+    code: CodeCheck | None = None,
 ) -> Outcome:
     """One create (a replace's second half, a restart), exactly once.  Never raises for
     expected failures.  `previous`: the deployment's record, if any (a restart runs the
     compile it ran); `modified`: the project's `modified` the plan read (compileId:
-    latest)."""
+    latest); `code`: paper first's check of the project's code (DESIGN §17)."""
     name, project, kind = desired.name, desired.project_id, intent.kind
     done = kind.done
     if should_stop is not None and should_stop():
@@ -62,7 +66,9 @@ def create(
     try:
         brokerage = ctx.resolved(desired.brokerage)
         providers = ctx.resolved(desired.data_providers) if desired.data_providers else None
-        compile_id, source_modified = compile_for(ctx, desired, intent, previous, modified)
+        compile_id, source_modified, digest = compiled_code(
+            ctx, desired, intent, previous, modified, code
+        )
     except ReconcilerError as error:
         return fail(Result.FAILED, str(error))
 
@@ -105,6 +111,7 @@ def create(
                 source_modified=source_modified,
                 previous=previous,
                 now=ctx.options.clock(),
+                digest=digest,
             )
             ctx.store.close_intent(intent, done.value, record=record)
             return Outcome(name, project, kind, done, created.deploy_id)
@@ -131,6 +138,7 @@ def create(
                 source_modified=source_modified if owned else None,
                 previous=previous,
                 now=ctx.options.clock(),
+                digest=digest if owned else None,
             )
             last_error = ctx.mask(last_error)
             ctx.store.close_intent(
@@ -157,6 +165,63 @@ def create(
     )
 
 
+@dataclass(frozen=True)
+class CodeCheck:
+    """Paper first: the project's code digest is read around its compile and recorded;
+    `expected` (a promotion): nothing is sent unless the code compiled is this one."""
+
+    expected: str | None = None
+
+
+def code_of(client: QuantConnectClient, project_id: int) -> str:
+    """The digest of a project's files (`/files/read`)."""
+    return code_digest(client.read_files(project_id))
+
+
+def compiled_code(
+    ctx: Context,
+    desired: Deployment,
+    intent: Intent,
+    previous: Record | None,
+    modified: str | None,
+    code: CodeCheck | None,
+) -> tuple[str, str | None, str | None]:
+    """The compile to deploy, the `modified` it was built from, and (with `code`) the
+    digest of the code it was built from: read before and after the compile, so code
+    that changed while it built is never taken for the code read."""
+    if code is None:
+        return (*compile_for(ctx, desired, intent, previous, modified), None)
+    project = desired.project_id
+    if reruns(intent, previous) and previous is not None and previous.compile_id:
+        return previous.compile_id, previous.source_modified, previous.digest  # its own code
+    before = code_of(ctx.client, project)
+    if code.expected is not None and before != code.expected:
+        raise ApiError(
+            f"project {project}'s code {short_digest(before)} is not what passed on paper, "
+            f"{short_digest(code.expected)}; nothing created"
+        )
+    compile_id, source_modified = compile_for(ctx, desired, intent, previous, modified)
+    after = code_of(ctx.client, project)
+    if after != before:
+        if code.expected is not None:
+            raise ApiError(
+                f"project {project}'s code changed while it compiled "
+                f"({short_digest(before)} -> {short_digest(after)}); nothing created"
+            )
+        return compile_id, source_modified, None  # not known: no candidate is offered
+    return compile_id, source_modified, before
+
+
+def reruns(intent: Intent, previous: Record | None) -> bool:
+    """A restart runs the compile the deployment ran, when the record knows it."""
+    return (
+        intent.kind is ActionKind.RESTART
+        and previous is not None
+        and previous.compile_verified
+        and bool(previous.compile_id)
+    )
+
+
 def compile_for(
     ctx: Context,
     desired: Deployment,
@@ -171,12 +236,7 @@ def compile_for(
     change while it builds, the next reconcile sees a newer value and replaces once more,
     never the reverse.
     """
-    if (
-        intent.kind is ActionKind.RESTART
-        and previous is not None
-        and previous.compile_verified
-        and previous.compile_id
-    ):
+    if reruns(intent, previous) and previous is not None and previous.compile_id:
         return previous.compile_id, previous.source_modified
     if desired.compile_id != "latest":
         return desired.compile_id, None

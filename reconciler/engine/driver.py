@@ -23,6 +23,7 @@ thread pool gives the concurrency without the event-loop overhead.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -34,7 +35,7 @@ from reconciler.engine import create as create_path
 from reconciler.engine import health, journal
 from reconciler.engine import stop as stop_path
 from reconciler.engine.context import Context, EngineOptions
-from reconciler.errors import StateError
+from reconciler.errors import ReconcilerError, StateError
 from reconciler.model import (
     Action,
     ActionKind,
@@ -50,6 +51,7 @@ from reconciler.model import (
 from reconciler.policy.restart import STABLE_AFTER
 from reconciler.state import StateStore
 
+log = logging.getLogger("reconciler.engine")
 ProgressCallback = Callable[[Outcome, int, int], None]
 StopAsked = Callable[[], bool]
 P = ParamSpec("P")
@@ -81,6 +83,25 @@ class Engine:
         if not any(d.compile_id == "latest" for d in desired):
             return {}
         return {p.project_id: p.modified for p in self.client.list_projects() if p.modified}
+
+    def fetch_code(self, project_id: int) -> str | None:
+        """The digest of a project's files (paper first), None when they cannot be read:
+        unknown code is never taken for code that passed."""
+        try:
+            return create_path.code_of(self.client, project_id)
+        except ReconcilerError as error:
+            log.warning("project %s: files could not be read: %s", project_id, error)
+            return None
+
+    def fetch_equity(self, project_id: int, deploy_id: str) -> float | None:
+        """The equity `/live/read` reports for the project's deployment `deploy_id`, None
+        when it reports none, or another deployment (missing data is never made up)."""
+        try:
+            read = self.client.read_live(project_id)
+        except ReconcilerError as error:
+            log.warning("project %s: live/read failed: %s", project_id, error)
+            return None
+        return read.equity if read.deploy_id == deploy_id else None
 
     def fetch_nodes(self, desired: Iterable[Deployment]) -> dict[str, Node]:
         """The organisation's live nodes, in one `projects/nodes/read` (it answers with all
@@ -128,9 +149,9 @@ class Engine:
             if not action.carried_out:
                 outcomes.append(self._settle(action, revision))
             elif kind in (ActionKind.CREATE, ActionKind.RESTART) and desired is not None:
-                creates.append((action, _intent(desired, kind, action.deploy_id, revision)))
+                creates.append((action, _intent(action, desired, revision)))
             elif kind is ActionKind.REPLACE and desired is not None and action.deploy_id:
-                replaces.append((action, _intent(desired, kind, action.deploy_id, revision)))
+                replaces.append((action, _intent(action, desired, revision)))
             elif kind is ActionKind.PRUNE and action.name and action.deploy_id:
                 record = action.record
                 prunes.append(
@@ -176,6 +197,7 @@ class Engine:
                     asked,
                     a.record,
                     a.modified,
+                    create_path.CodeCheck(a.digest) if a.tracks_code else None,
                 )
                 for a, i in creates
                 if a.desired is not None
@@ -273,6 +295,8 @@ class Engine:
             return outcome(Result.DRIFT)
         if kind is ActionKind.DEFERRED:
             return outcome(Result.DEFERRED)
+        if kind is ActionKind.WAITING:
+            return outcome(Result.WAITING)
         if kind is ActionKind.PRUNE and name:  # nothing runs: only the record goes
             self.store.forget_record(
                 name, action="prune", outcome="pruned", detail=action.reason, revision=revision
@@ -379,18 +403,17 @@ class Engine:
         ]
 
 
-def _intent(
-    desired: Deployment, kind: ActionKind, old_deploy_id: str | None, revision: str | None
-) -> Intent:
+def _intent(action: Action, desired: Deployment, revision: str | None) -> Intent:
     return Intent.new(
         desired.name,
         desired.project_id,
         desired.spec_hash,
-        kind=kind,
-        old_deploy_id=old_deploy_id,
+        kind=action.action,
+        old_deploy_id=action.deploy_id,
         spec_json=desired.spec_json,
         on_delete=desired.on_delete,
         revision=revision,
+        digest=action.digest,
     )
 
 

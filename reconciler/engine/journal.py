@@ -55,6 +55,7 @@ def record_for(
     source_modified: str | None = None,
     previous: Record | None = None,
     now: float | None = None,
+    digest: str | None = None,
 ) -> Record:
     """The record of a deployment an intent brought about.
 
@@ -86,6 +87,9 @@ def record_for(
         restarts=(previous.restarts if previous else 0) + 1 if restarted else 0,
         last_restart_at=now if restarted else None,
         revision=intent.revision,
+        # The code it runs: as read at its create, else the code its intent was to deploy
+        # (a promotion's, so a create found after a crash is not promoted again).
+        digest=digest if digest is not None else (intent.digest if owned else None),
     )
 
 

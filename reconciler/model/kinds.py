@@ -20,6 +20,7 @@ class ActionKind(StrEnum):
     NOOP = "noop"
     UNMANAGED = "unmanaged"
     DEFERRED = "deferred"  # a replace or prune waiting for its deploy window (DESIGN §16)
+    WAITING = "waiting"  # a promoted deployment waiting for a candidate to pass (DESIGN §17)
 
     @property
     def starts(self) -> bool:
@@ -69,6 +70,7 @@ class Result(StrEnum):
     IN_SYNC = "in sync"
     PENDING = "pending"  # a prune without --prune
     DEFERRED = "deferred"  # waits for its deploy window
+    WAITING = "waiting"  # waits for a candidate to pass on paper
     DRIFT = "drift"
     UNTOUCHED = "untouched"
     BLOCKED = "blocked"

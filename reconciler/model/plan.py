@@ -105,6 +105,11 @@ class Action:
     opens_at: float | None = None
     # What a gate let through and says so (a window ignored): recorded in history.
     note: str = field(default="", compare=False)
+    # Paper first (DESIGN §17): the create reads its project's code digest and records it
+    # (a paper source, a promoted deployment) ...
+    tracks_code: bool = field(default=False, compare=False)
+    # ... and, for a promoted deployment, sends nothing unless it is this one.
+    digest: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if type(self.action) is not ActionKind:  # a saved plan, a test: spelled as text

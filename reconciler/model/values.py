@@ -15,6 +15,7 @@ from typing import Any
 
 from reconciler import brokerages
 from reconciler.model.kinds import ActionKind
+from reconciler.model.promotion import Promotion
 
 DEFAULT_VERSION_ID = "-1"
 
@@ -93,6 +94,7 @@ class Deployment:
     restart_policy: str = DEFAULT_RESTART_POLICY
     window: str | None = None  # spec.window: the name of its DeployWindow
     window_json: str | None = None  # that window's definition (recorded with it)
+    promotion: Promotion | None = None  # spec.promotion: only code passed on paper (§17)
 
     @classmethod
     def from_manifest(cls, data: Mapping[str, Any], file: str, line: int = 0) -> Deployment:
@@ -103,6 +105,7 @@ class Deployment:
         spec = data["spec"]
         metadata = data["metadata"]
         providers = spec.get("dataProviders")
+        promotion = spec.get("promotion")
         return cls(
             name=str(metadata["name"]),
             project_id=int(spec["projectId"]),
@@ -118,6 +121,7 @@ class Deployment:
             protected=bool(spec.get("protected", False)),
             restart_policy=str(spec.get("restartPolicy", DEFAULT_RESTART_POLICY)),
             window=spec.get("window"),
+            promotion=Promotion.from_spec(promotion) if promotion else None,
         )
 
     def spec_view(self) -> dict[str, Any]:
@@ -222,6 +226,7 @@ class Record:
     last_restart_at: float | None = None
     revision: str | None = None  # the commit of its last action (Revision.stored)
     window_json: str | None = None  # its DeployWindow's definition, gating a later prune
+    digest: str | None = None  # the code it runs (files digest; paper first, DESIGN §17)
 
     @property
     def spec(self) -> dict[str, Any] | None:
@@ -249,6 +254,7 @@ class Intent:
     spec_json: str | None = None
     on_delete: str = DEFAULT_ON_DELETE
     revision: str | None = None  # the commit that asked for it (Revision.stored)
+    digest: str | None = None  # paper first: the code a promotion's create deploys
 
     def __post_init__(self) -> None:
         if type(self.kind) is not ActionKind:  # as stores and older callers spell it
@@ -267,6 +273,7 @@ class Intent:
         on_delete: str = DEFAULT_ON_DELETE,
         now: float | None = None,
         revision: str | None = None,
+        digest: str | None = None,
     ) -> Intent:
         return cls(
             uuid.uuid4().hex,
@@ -279,6 +286,7 @@ class Intent:
             spec_json,
             on_delete,
             revision,
+            digest,
         )
 
 

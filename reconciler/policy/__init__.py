@@ -7,6 +7,7 @@ of running (`plan`, `apply`, the daemon) is a gate here, in one place:
     restart   the restart backoff (DESIGN §11)
     retry     the daemon's per-deployment backoff after failed starts
     prune     the --prune flag, a suspect read of the manifests, the daemon's prune grace
+    promotion paper first: a promoted deployment starts only with code passed on paper
     windows   deploy windows: replace and prune only while the market is closed
     calendars market sessions (exchange_calendars, fx, none) for the windows
     throttle  the one backoff helper every delay is computed with
@@ -41,6 +42,15 @@ def window_definition(action: Action) -> str | None:
     return None
 
 
+def promotion_gate(plan: Plan, facts: Facts, now: float) -> Plan:
+    """Paper first's gate (policy/promotion.py), loaded only where a manifest promotes."""
+    if not facts.promotions:
+        return plan
+    from reconciler.policy import promotion
+
+    return promotion.gate(plan, facts, now)
+
+
 def windows_gate(plan: Plan, facts: Facts, now: float) -> Plan:
     """The deploy windows' gate; its module (and the calendars) loaded only for a plan
     that has an action a window gates."""
@@ -54,6 +64,7 @@ def windows_gate(plan: Plan, facts: Facts, now: float) -> Plan:
 GATES: tuple[Gate, ...] = (
     restart.gate,
     retry.gate,
+    promotion_gate,
     windows_gate,
     prune.flag_gate,
     prune.suppressed_gate,
@@ -74,6 +85,7 @@ __all__ = [
     "Facts",
     "Gate",
     "gate",
+    "promotion_gate",
     "window_definition",
     "windows_gate",
 ]

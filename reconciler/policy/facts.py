@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from reconciler.model.promotion import Evidence
+
 
 @dataclass(frozen=True)
 class Facts:
@@ -26,3 +28,5 @@ class Facts:
     retry_after: Mapping[str, float] = field(default_factory=dict)
     # `apply --ignore-window NAME`: deployments whose window is ignored (if it allows it).
     ignore_windows: frozenset[str] = frozenset()
+    # Paper first: each promoted manifest's candidates and code, read by the cycle.
+    promotions: Mapping[str, Evidence] = field(default_factory=dict)

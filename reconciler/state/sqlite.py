@@ -20,6 +20,7 @@ from pathlib import Path
 
 from reconciler.errors import StateError
 from reconciler.model import Intent, Record
+from reconciler.model.promotion import Candidate
 from reconciler.state import (
     DEFAULT_WORKSPACE,
     HistoryEntry,
@@ -30,7 +31,7 @@ from reconciler.state import (
 )
 from reconciler.state.heartbeat import HeartbeatLock
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -105,17 +106,29 @@ _MIGRATIONS: dict[int, str] = {
     5: """
     ALTER TABLE deployments ADD COLUMN window_json TEXT;
     """,
+    # Paper first: the code each deployment runs, and the candidates with their evidence.
+    6: """
+    ALTER TABLE deployments ADD COLUMN digest TEXT;
+    ALTER TABLE intents ADD COLUMN digest TEXT;
+    CREATE TABLE candidates (
+        name TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        data TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (name, digest)
+    );
+    """,
 }
 
 _RECORD_COLUMNS = (
     "name", "project_id", "spec_hash", "deploy_id", "owned", "compile_id", "node_id",
     "compile_verified", "created_at", "updated_at", "last_action", "last_outcome",
     "spec_json", "on_delete", "protected", "source_modified", "restarts", "last_restart_at",
-    "revision", "window_json",
+    "revision", "window_json", "digest",
 )  # fmt: skip
 _INTENT_COLUMNS = (
     "attempt_id", "name", "project_id", "spec_hash", "created_at", "kind", "old_deploy_id",
-    "spec_json", "on_delete", "revision",
+    "spec_json", "on_delete", "revision", "digest",
 )  # fmt: skip
 
 
@@ -151,6 +164,7 @@ def _record_from_row(row: sqlite3.Row) -> Record:
         last_restart_at=row["last_restart_at"],
         revision=row["revision"],
         window_json=row["window_json"],
+        digest=row["digest"],
     )
 
 
@@ -454,6 +468,30 @@ class SqliteStateStore:
             ).fetchall()
         return {str(row["deploy_id"]) for row in rows}
 
+    # -- candidates (paper first) ------------------------------------------------------
+
+    def candidates(self, name: str | None = None) -> list[Candidate]:
+        """Every candidate offered to `name` (or to any manifest), oldest first."""
+        where, args = ("WHERE name = ?", (name,)) if name is not None else ("", ())
+        with self._mutex:
+            rows = self._db.execute(
+                f"SELECT name, digest, data FROM candidates {where} ORDER BY updated_at", args
+            ).fetchall()
+        return [Candidate.from_json(r["name"], r["digest"], r["data"]) for r in rows]
+
+    def put_candidates(self, candidates: Sequence[Candidate]) -> None:
+        if not candidates:
+            return
+        with self._tx() as db:
+            self._put_candidates(db, candidates)
+
+    @staticmethod
+    def _put_candidates(db: sqlite3.Connection, candidates: Sequence[Candidate]) -> None:
+        db.executemany(
+            "INSERT OR REPLACE INTO candidates(name, digest, data, updated_at) VALUES (?, ?, ?, ?)",
+            [(c.name, c.digest, c.to_json(), c.seen_at) for c in candidates],
+        )
+
     # -- plans -----------------------------------------------------------------------
 
     def claim_plan(self, nonce: str) -> bool:
@@ -500,12 +538,13 @@ class SqliteStateStore:
             intents=self.open_intents(),
             history=[_history_from_row(r) for r in history],
             plans=[(str(r["nonce"]), float(r["applied_at"])) for r in plans],
+            candidates=self.candidates(),
         )
 
     def import_state(self, snapshot: StateSnapshot) -> None:
         """Make this store a copy of `snapshot` (what it held before is replaced)."""
         with self._tx(durable=True) as db:
-            for table in ("deployments", "intents", "history", "applied_plans"):
+            for table in ("deployments", "intents", "history", "applied_plans", "candidates"):
                 db.execute(f"DELETE FROM {table}")
             for record in snapshot.records:
                 self._put(db, record)
@@ -520,6 +559,7 @@ class SqliteStateStore:
                 [dataclasses.astuple(h) for h in snapshot.history],
             )
             db.executemany("INSERT INTO applied_plans VALUES (?, ?)", snapshot.plans)
+            self._put_candidates(db, snapshot.candidates)
 
     def leadership(self, lease: float) -> SoleLeader:
         """One file, one machine: the daemon using it always leads."""

@@ -192,6 +192,10 @@ def _schema_problems(file: str, document: manifests.Document) -> list[Problem]:
         from reconciler.validation.windows import window_problems
 
         return window_problems(file, document)
+    if not problems and "promotion" in document.data["spec"]:
+        from reconciler.validation.promotions import promotion_problems
+
+        return promotion_problems(file, document)
     return problems
 
 

@@ -50,7 +50,13 @@ def cross_file_problems(results: Sequence[FileResult]) -> list[Problem]:
                 taken = _node_taken(result.file, keys, keys.node_id, nodes)
                 if taken is not None:
                     problems.append(taken)
-    return problems + _window_references(results, {n for k, n in names if k == WINDOW_KIND})
+    problems += _window_references(results, {n for k, n in names if k == WINDOW_KIND})
+    found = [m for result in results for m in result.manifests]
+    if any("promotion" in (m.data.get("spec") or {}) for m in found):
+        from reconciler.validation.promotions import source_problems
+
+        problems += source_problems(found)
+    return problems
 
 
 def _window_references(results: Sequence[FileResult], windows: set[str]) -> list[Problem]:

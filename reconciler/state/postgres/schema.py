@@ -16,7 +16,7 @@ import psycopg
 
 from reconciler.errors import StateError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -135,6 +135,19 @@ _MIGRATIONS: dict[int, str] = {
     # Deploy windows: a deployment's window, recorded so that a prune stays gated by it.
     3: """
     ALTER TABLE reconciler_deployments ADD COLUMN window_json text
+    """,
+    # Paper first: the code each deployment runs, and the candidates with their evidence.
+    4: """
+    ALTER TABLE reconciler_deployments ADD COLUMN digest text;
+    ALTER TABLE reconciler_intents ADD COLUMN digest text;
+    CREATE TABLE reconciler_candidates (
+        workspace text NOT NULL,
+        name text NOT NULL,
+        digest text NOT NULL,
+        data text NOT NULL,
+        updated_at double precision NOT NULL,
+        PRIMARY KEY (workspace, name, digest)
+    )
     """,
 }
 

@@ -16,6 +16,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from reconciler.model import Intent, Record
+from reconciler.model.promotion import Candidate
 from reconciler.state import HistoryEntry, LockHolder, StateSnapshot
 from reconciler.state.postgres.leadership import PostgresLeadership
 from reconciler.state.postgres.lock import break_lock, read_holder
@@ -227,6 +228,31 @@ class PostgresStateStore(PostgresSession):
         )
         return {str(row[0]) for row in rows}
 
+    # -- candidates (paper first) ------------------------------------------------------
+
+    def candidates(self, name: str | None = None) -> list[Candidate]:
+        """Every candidate offered to `name` (or to any manifest), oldest first."""
+        where, args = (" AND name = %s", (self._workspace, name)) if name else ("", ())
+        rows = self._read(
+            "cannot read candidates",
+            "SELECT name, digest, data FROM reconciler_candidates WHERE workspace = %s"
+            f"{where} ORDER BY updated_at",
+            args or (self._workspace,),
+        )
+        return [Candidate.from_json(str(n), str(d), str(data)) for n, d, data in rows]
+
+    def put_candidates(self, candidates: Sequence[Candidate]) -> None:
+        if candidates:
+            self._combined(*self._candidate_rows(candidates))
+
+    def _candidate_rows(self, candidates: Sequence[Candidate]) -> list[tuple[str, Params]]:
+        return _values(
+            "INSERT INTO reconciler_candidates (workspace, name, digest, data, updated_at)",
+            [(self._workspace, c.name, c.digest, c.to_json(), c.seen_at) for c in candidates],
+            " ON CONFLICT (workspace, name, digest) DO UPDATE SET data = EXCLUDED.data, "
+            "updated_at = EXCLUDED.updated_at",
+        )
+
     # -- plans -----------------------------------------------------------------------
 
     def claim_plan(self, nonce: str) -> bool:
@@ -273,6 +299,7 @@ class PostgresStateStore(PostgresSession):
             intents=self.open_intents(),
             history=[HistoryEntry(*row) for row in history],
             plans=[(str(nonce), float(at)) for nonce, at in plans],
+            candidates=self.candidates(),
         )
 
     def import_state(self, snapshot: StateSnapshot) -> None:
@@ -285,6 +312,7 @@ class PostgresStateStore(PostgresSession):
                 "reconciler_intents",
                 "reconciler_history",
                 "reconciler_applied_plans",
+                "reconciler_candidates",
             )
         ]
         statements += _values(
@@ -299,6 +327,7 @@ class PostgresStateStore(PostgresSession):
         statements += _values(
             "INSERT INTO reconciler_applied_plans", [(ws, n, at) for n, at in snapshot.plans]
         )
+        statements += self._candidate_rows(snapshot.candidates)
         self._write("cannot import state", statements, durable=True)
 
     def leadership(self, lease: float) -> PostgresLeadership:
