@@ -94,11 +94,13 @@ def plan_text(plan: Plan) -> str:
     if not plan.has_changes and not plan.refused:
         body = "\n".join([*lines, ""]) if lines else ""
         drifted = len(plan.of_kind("drift"))
-        verdict = (
-            f"No changes. {drifted} not running, left as its restart policy says (above)."
-            if drifted
-            else "No changes. Live deployments match the manifests."
-        )
+        waiting = len(plan.of_kind("waiting"))
+        if drifted:
+            verdict = f"No changes. {drifted} not running, left as its restart policy says (above)."
+        elif waiting:
+            verdict = f"No changes. {waiting} waiting for code to pass on paper (above)."
+        else:
+            verdict = "No changes. Live deployments match the manifests."
         return body + verdict + "\n" + plan_summary_line(plan)
     header = "The reconciler will perform the following actions:\n\n"
     footer = "".join(f"\n{note}" for note in plan.notes)
@@ -384,7 +386,7 @@ def _revision_cell(row: Mapping[str, Any]) -> str:
 def status_text(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return "No deployments recorded yet. Run `reconciler apply` first."
-    cells = [
+    cells: list[tuple[str, ...]] = [
         (
             str(r["name"]),
             str(r["projectId"]),
@@ -397,7 +399,15 @@ def status_text(rows: Sequence[Mapping[str, Any]]) -> str:
         )
         for r in rows
     ]
-    headers = ("NAME", "PROJECT", "COMPILE", "NODE", "LIVE", "DEPLOY ID", "LAST ACTION", "REVISION")
+    headers: tuple[str, ...] = (
+        "NAME", "PROJECT", "COMPILE", "NODE", "LIVE", "DEPLOY ID", "LAST ACTION", "REVISION",
+    )  # fmt: skip
+    if any(r.get("code") for r in rows):  # paper first: the code each runs
+        headers += ("CODE",)
+        cells = [
+            (*c, str(r["code"] or "-").removeprefix("sha256:")[:12])
+            for c, r in zip(cells, rows, strict=True)
+        ]
     text = table(headers, cells)
     drifting = [r["name"] for r in rows if r.get("notRunning")]
     if drifting:

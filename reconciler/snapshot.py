@@ -122,6 +122,8 @@ def deployment_row(
         "lastAction": record.last_action if record else None,
         "lastOutcome": record.last_outcome if record else None,
         "lastActionAt": record.updated_at if record else None,
+        # Paper first: the code it runs (the digest of its project's files), if tracked.
+        "code": record.digest if record else None,
     }
 
 

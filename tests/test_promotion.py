@@ -304,6 +304,29 @@ def test_new_paper_code_supersedes_and_is_promoted_by_one_replace(twins: Twins) 
     assert twins.status()["running"] == second["candidate"]
 
 
+def test_the_promotions_replace_waits_for_the_live_deployments_window(twins: Twins) -> None:
+    from tests.test_windows import closed_for_a_month, window_doc
+
+    (twins.root / "window.yaml").write_text(
+        window_doc("after-hours", calendar="none", allow=closed_for_a_month())
+    )
+    twins.write("  window: after-hours\n")
+    twins.copy_code_to_live()
+    twins.apply()
+    twins.soak("passed")
+    assert twins.live_creates() == 1  # a create is never held by a window
+    twins.emulator.set_files(PAPER, {"main.py": "# v2\n"})
+    twins.apply()
+    twins.copy_code_to_live()
+    row = twins.soak("passed")
+    plan = twins.cli("plan", str(twins.root), "--format", "json")
+    action = next(a for a in json.loads(plan.stdout)["actions"] if a["name"] == "spy-live")
+    assert action["action"] == "deferred" and action["deferred"] == "replace", action
+    assert action["window"] == "after-hours"
+    twins.apply()
+    assert twins.live_creates() == 1 and twins.status()["running"] != row["candidate"]
+
+
 def test_manual_approval_and_rejection(twins: Twins) -> None:
     twins.write("    approval: manual\n")
     twins.copy_code_to_live()

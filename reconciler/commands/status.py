@@ -61,6 +61,8 @@ def run(config: StatusConfig) -> int:
                 # The commit that asked for its last action (DESIGN §15), or None.
                 "revision": revision,
                 "dirty": dirty,
+                # Paper first: the code it runs (its project's files digest), if tracked.
+                "code": record.digest,
             }
         )
     if config.format == "json":

@@ -187,7 +187,7 @@ class Engine:
                     outcomes.append(tracker.done(result))
                 else:
                     creates.append(result)  # the replace's create, its stop confirmed
-            futures = [
+            futures = {
                 pool.submit(
                     halt.guard,
                     create_path.create,
@@ -198,12 +198,12 @@ class Engine:
                     a.record,
                     a.modified,
                     create_path.CodeCheck(a.digest) if a.tracks_code else None,
-                )
+                ): a
                 for a, i in creates
                 if a.desired is not None
-            ]
+            }
             for future in as_completed(futures):
-                outcomes.append(tracker.done(future.result()))
+                outcomes.append(tracker.done(_noted(future.result(), futures[future].note)))
         return outcomes
 
     def _rename(self, old: str, record: Record, revision: str | None) -> None:
@@ -415,6 +415,15 @@ def _intent(action: Action, desired: Deployment, revision: str | None) -> Intent
         revision=revision,
         digest=action.digest,
     )
+
+
+def _noted(outcome: Outcome, note: str) -> Outcome:
+    """A start a gate let through with a note (a promotion: which candidate, and why) says
+    so in its outcome: the table, JSON and notifications show it."""
+    if not note or not outcome.result.started:
+        return outcome
+    detail = f"{note}; {outcome.detail}" if outcome.detail else note
+    return dataclasses.replace(outcome, detail=detail)
 
 
 class _Halt:

@@ -215,6 +215,11 @@ def _judged(action: Action, evidence: Evidence) -> Action:
         promoting = code != running
         action = dataclasses.replace(action, tracks_code=True, digest=None if reruns else code)
         if promoting and found is not None and found.digest == code:
+            if action.action is not ActionKind.REPLACE:  # a replace's reason says it already
+                action = dataclasses.replace(
+                    action, reason=f"{action.reason}; with candidate {short_digest(code)}, "
+                    "passed on paper"
+                )  # fmt: skip
             action = action.noting(
                 f"promoted candidate {short_digest(code)}: passed on paper "
                 f"({evidence.rule.source}: {found.reason})"

@@ -38,6 +38,8 @@ def promotion_problems(file: str, document: manifests.Document) -> list[Problem]
             fraction(promotion["maxDrawdown"])
         except ValueError as error:
             problem(["promotion", "maxDrawdown"], str(error))
+    if "sessions" in promotion and "calendar" not in promotion:
+        problem(["promotion", "sessions"], "sessions counts closes of a calendar: add calendar")
     if "calendar" in promotion:
         name = str(promotion["calendar"])
         why = calendars.unknown_calendar(name) or calendars.missing_extra(name)

@@ -43,7 +43,7 @@ def test_text(project: Path) -> None:
         "'prod' is not one of ['live', 'paper']",
         "deployments/bad.yaml:10:3: spec.extra: unknown field 'extra' (known fields: "
         "automaticRedeploy, brokerage, compileId, dataProviders, nodeId, onDelete, projectId, "
-        "protected, restartPolicy, versionId, window)",
+        "promotion, protected, restartPolicy, versionId, window)",
         "2 problems in 1 of 2 files",
     ]
 

@@ -74,8 +74,8 @@ def test_keys_yaml_does_not_read_as_strings(here: Path) -> None:
         "m.yaml:10:3: spec.on: key 'on' is read by YAML as a boolean, not a string; "
         'quote it: "on"',
         "m.yaml:10:3: spec.on: unknown field 'on' (known fields: automaticRedeploy, brokerage, "
-        "compileId, dataProviders, nodeId, onDelete, projectId, protected, restartPolicy, "
-        "versionId, window)",
+        "compileId, dataProviders, nodeId, onDelete, projectId, promotion, protected, "
+        "restartPolicy, versionId, window)",
         "m.yaml:11:5: spec: a mapping key must be a plain string, not a collection",
     ]
 

@@ -86,7 +86,7 @@ def test_an_unknown_field_is_an_error_with_a_suggestion(here: Path) -> None:
         "m.yaml:10:3: spec.automaticRedeploi: unknown field 'automaticRedeploi'; "
         "did you mean 'automaticRedeploy'?",
         "m.yaml:11:3: spec.extra: unknown field 'extra' (known fields: automaticRedeploy, "
-        "brokerage, compileId, dataProviders, nodeId, onDelete, projectId, protected, "
+        "brokerage, compileId, dataProviders, nodeId, onDelete, projectId, promotion, protected, "
         "restartPolicy, versionId, window)",
     ]
 
@@ -472,7 +472,7 @@ def test_all_files_are_reported_at_once_sorted_by_file_and_line(here: Path) -> N
     assert [str(p) for p in report.problems] == [
         "d/a.yaml:6:14: spec.projectId: 0 is less than the minimum of 1",
         "d/a.yaml:10:3: spec.oops: unknown field 'oops' (known fields: automaticRedeploy, "
-        "brokerage, compileId, dataProviders, nodeId, onDelete, projectId, protected, "
+        "brokerage, compileId, dataProviders, nodeId, onDelete, projectId, promotion, protected, "
         "restartPolicy, versionId, window)",
         "d/b.yaml:4:9: metadata.name: 'B' is not a DNS label: lowercase letters, digits and "
         "'-', at most 63 characters, starting and ending with a letter or digit",
