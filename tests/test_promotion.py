@@ -106,6 +106,43 @@ def test_new_paper_code_supersedes_a_soaking_candidate_and_a_verdict_stays_with_
     assert {c.digest: c.verdict for c in back}["sha256:a"] == "failed"
 
 
+def _gate_case(kind: str, running: str | None, live_code: str | None, *found: Candidate):
+    from reconciler.model import Action, ActionKind, Deployment, Plan, Record
+    from reconciler.model.promotion import Evidence
+    from reconciler.policy.facts import Facts
+
+    rule = Promotion("paper", 100.0)
+    desired = Deployment("live", LIVE, "latest", "LN-1", "-1", {"id": "PaperTrading"},
+                         promotion=rule)  # fmt: skip
+    record = Record("live", LIVE, desired.spec_hash, "L-9", True, "c-1", digest=running)
+    action = Action(ActionKind(kind), "live", LIVE, "why", desired=desired, record=record)
+    evidence = Evidence(rule, found, live_code)
+    plan = promotion.gate(Plan((action,)), Facts(promotions={"live": evidence}), 0.0)
+    return plan.actions[0]
+
+
+def test_the_gate_lets_only_code_that_passed_start() -> None:
+    a = candidate([]).decided(Verdict.PASSED, "ok", 1.0)
+    b = Candidate("live", "sha256:bb", "paper", "L-2", 5.0, a.rule, seen_at=9.0)
+    soaking_b = b
+    passed_b = b.decided(Verdict.PASSED, "ok", 9.0)
+    failed_b = b.decided(Verdict.FAILED, "drawdown", 9.0)
+    # A restart brings back the code it ran when that passed, whatever soaks meanwhile.
+    for newer in (soaking_b, passed_b, failed_b):
+        out = _gate_case("restart", a.digest, "sha256:other", a, newer)
+        assert out.action == "restart" and out.held is None, (newer.verdict, out.reason)
+    # A create deploys the current candidate only, once it passed, from the same code.
+    assert _gate_case("create", None, "sha256:bb", a, passed_b).digest == "sha256:bb"
+    out = _gate_case("create", None, "sha256:aa", a, passed_b)
+    assert out.action == "blocked" and "is not what passed on paper, bb" in out.reason
+    assert _gate_case("create", None, "sha256:bb", a, soaking_b).action == "waiting"
+    assert _gate_case("create", None, "sha256:bb", a, failed_b).action == "blocked"
+    assert _gate_case("create", None, None, passed_b).action == "blocked"  # files unreadable
+    # Nothing passed yet: nothing starts, whatever the live project holds.
+    assert _gate_case("create", None, "sha256:bb", soaking_b).action == "waiting"
+    assert _gate_case("create", None, "sha256:bb").action == "waiting"
+
+
 def test_money_strings_and_drawdown_spellings() -> None:
     assert money("$100,000.00") == 100000.0
     assert money("-$1,234.50") == -1234.5

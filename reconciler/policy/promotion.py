@@ -210,7 +210,9 @@ def _judged(action: Action, evidence: Evidence) -> Action:
     # A restart runs the compile it ran; anything else compiles the live project now.
     code = running if reruns else evidence.live_code
     wanted = evidence.target
-    allowed = code == wanted if wanted is not None else code in evidence.passed
+    # A restart brings back the code it ran, if that passed (a newer candidate is promoted by
+    # the replace the next plan makes); anything else deploys the candidate to run now.
+    allowed = code in evidence.passed if reruns or wanted is None else code == wanted
     if code is not None and allowed:
         promoting = code != running
         action = dataclasses.replace(action, tracks_code=True, digest=None if reruns else code)
