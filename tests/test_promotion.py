@@ -318,6 +318,24 @@ def test_a_drawdown_fails_the_candidate_and_it_never_reaches_live(twins: Twins) 
     assert twins.live_creates() == 0 and twins.status()["verdict"] == "failed"
 
 
+def test_a_paper_deployment_that_fails_fails_its_candidate(twins: Twins) -> None:
+    twins.copy_code_to_live()
+    twins.apply()
+    twins.apply()
+    killed = twins.emulator.kill(PAPER)
+    blocked = twins.apply(expect=1)  # the paper twin restarts (OnFailure); its code failed
+    assert f"paper deployment {killed} is RuntimeError" in blocked.stdout
+    assert twins.status()["verdict"] == "failed" and twins.live_creates() == 0
+    twins.emulator.set_files(PAPER, {"main.py": "# v2: the fix\n"})
+    replaced = twins.apply(expect=None)  # the paper twin is replaced with the new code ...
+    assert "replace" in replaced.stdout
+    twins.apply(expect=None)  # ... which the next reconcile offers: a new candidate soaks
+    assert twins.status()["verdict"] == "soaking"
+    twins.copy_code_to_live()
+    twins.soak("passed")
+    assert twins.live_creates() == 1
+
+
 def test_new_paper_code_supersedes_and_is_promoted_by_one_replace(twins: Twins) -> None:
     twins.copy_code_to_live()
     twins.apply()

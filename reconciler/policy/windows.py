@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -22,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from reconciler.errors import ConfigError
 from reconciler.model import Action, ActionKind, Plan, canonical_json
+from reconciler.model.promotion import duration as parse_duration
 from reconciler.policy import WINDOW_DENIED, WINDOW_GATE, calendars, window_definition
 from reconciler.policy.facts import Facts
 
@@ -29,20 +29,13 @@ GATE, DENIED = WINDOW_GATE, WINDOW_DENIED
 DEFAULT_MIN_REMAINING = 600.0
 LOOKAHEAD = 60 * 86400.0  # how far ahead the next opening is looked for
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd])$")
 
 Span = tuple[float, float]
 
 
 def duration(text: str | None, default: float = 0.0) -> float:
-    """`10s`, `30m`, `48h`, `2d` in seconds (ValueError otherwise)."""
-    if text is None:
-        return default
-    found = _DURATION.match(text)
-    if found is None:
-        raise ValueError(f"{text!r} is not a duration (a number and s, m, h or d: 10m, 2d)")
-    return float(found.group(1)) * _UNITS[found.group(2)]
+    """`10s`, `30m`, `48h`, `2d` in seconds, `default` for None (ValueError otherwise)."""
+    return default if text is None else parse_duration(text)
 
 
 @dataclass(frozen=True)
