@@ -424,16 +424,14 @@ def test_a_crash_between_passed_and_the_live_create_resumes_with_one_create(
     assert twins.status()["running"] == row["candidate"]
 
 
-def test_an_apply_killed_mid_create_of_the_promotion_resumes_without_a_second_one(
-    twins: Twins,
-) -> None:
-    """SIGKILL while the live create is in flight (the API received it, its answer is slow):
-    the create lands, the next run claims it from its intent (with the candidate's code),
-    and nothing is replaced or created again."""
-    twins.copy_code_to_live()
-    twins.apply()
-    row = twins.soak("soaking", limit=1)
+def kill_mid_create(twins: Twins, creates_before: int) -> None:
+    """Apply until one sends the live project's create, and SIGKILL it while the slow create
+    is in flight (the API received it, its answer is 1.5 s late); then wait until it lands."""
     twins.emulator.inject("live/create", latency=1.5)
+
+    def sent() -> int:
+        return sum(1 for t in twins.emulator.stats()["create_times"] if t["projectId"] == LIVE)
+
     proc = None
     for _ in range(40):  # the apply whose sample passes the candidate is the one killed
         proc = subprocess.Popen(
@@ -441,9 +439,7 @@ def test_an_apply_killed_mid_create_of_the_promotion_resumes_without_a_second_on
             env=cli_env(twins.emulator, twins.tmp_path, T="tradier-token"),
             cwd=twins.tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        while proc.poll() is None and not [
-            t for t in twins.emulator.stats()["create_times"] if t["projectId"] == LIVE
-        ]:
+        while proc.poll() is None and sent() == creates_before:
             time.sleep(0.01)
         if proc.poll() is None:
             break
@@ -453,13 +449,46 @@ def test_an_apply_killed_mid_create_of_the_promotion_resumes_without_a_second_on
     proc.communicate(timeout=10)
     twins.emulator.clear_faults()
     deadline = time.monotonic() + 10
-    while not twins.emulator.active_deployments(LIVE):
+    while twins.live_creates() == creates_before:
         assert time.monotonic() < deadline, "the create in flight never landed"
         time.sleep(0.05)
+
+
+def test_an_apply_killed_mid_create_of_the_promotion_resumes_without_a_second_one(
+    twins: Twins,
+) -> None:
+    """SIGKILL while the promotion's create is in flight: the create lands, the next run
+    claims it from its intent (with the candidate's code), nothing is created again."""
+    twins.copy_code_to_live()
+    twins.apply()
+    row = twins.soak("soaking", limit=1)
+    kill_mid_create(twins, 0)
     resumed = twins.apply()
     again = twins.apply()
     assert "No changes" in again.stdout, resumed.stdout + again.stdout
     assert twins.live_creates() == 1 and not twins.emulator.stats()["stops"]
+    assert twins.status()["running"] == row["candidate"]
+
+
+def test_an_apply_killed_mid_replace_of_the_promotion_resumes_with_one_replace(
+    twins: Twins,
+) -> None:
+    """The promotion of new code: killed after the old deployment's stop, while the new
+    create is in flight.  One stop, one create, and the new candidate runs."""
+    twins.copy_code_to_live()
+    twins.apply()
+    twins.soak("passed")
+    old = [d["deployId"] for d in twins.emulator.active_deployments(LIVE)]
+    twins.emulator.set_files(PAPER, {"main.py": "# v2\n"})
+    twins.apply()
+    twins.copy_code_to_live()
+    row = twins.soak("soaking", limit=2)
+    kill_mid_create(twins, 1)
+    twins.apply()
+    again = twins.apply()
+    assert "No changes" in again.stdout, again.stdout
+    assert twins.live_creates() == 2
+    assert [s["deployId"] for s in twins.emulator.stats()["stops"] if s["projectId"] == LIVE] == old
     assert twins.status()["running"] == row["candidate"]
 
 
