@@ -408,7 +408,7 @@ def test_manual_approval_and_rejection(twins: Twins) -> None:
     assert "rejected, not passed" in refused.stderr
 
 
-def test_a_crash_between_passed_and_the_live_create_resumes_with_one_create(
+def test_the_promotions_create_answer_lost_after_commit_is_confirmed_not_repeated(
     twins: Twins,
 ) -> None:
     twins.copy_code_to_live()
