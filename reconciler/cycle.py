@@ -223,7 +223,7 @@ class Cycle:
         if digest is None:
             untracked = (
                 f"no candidate yet: the code of paper deployment {item.deploy_id} ({name}) is "
-                "not known (it was not started by a promotion's reconciler); "
+                "not known (started before its code was tracked, or not by this reconciler); "
                 f"`reconciler apply --replace {name}` starts a soak"
             )
         equity = None
