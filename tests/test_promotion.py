@@ -336,6 +336,23 @@ def test_a_paper_deployment_that_fails_fails_its_candidate(twins: Twins) -> None
     assert twins.live_creates() == 1
 
 
+def test_a_paper_deployment_whose_code_is_unknown_offers_no_candidate(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    twins = Twins(emulator, tmp_path)
+    seeded = emulator.add_live(PAPER, f"LN-{PAPER}", {"id": "QuantConnectBrokerage"})  # by hand
+    twins.write()
+    twins.copy_code_to_live()
+    for _ in range(4):
+        out = twins.apply()
+    assert f"the code of paper deployment {seeded} (spy-paper) is not known" in out.stdout
+    assert "`reconciler apply --replace spy-paper` starts a soak" in out.stdout
+    assert twins.status() == {} and twins.live_creates() == 0
+    twins.apply("--replace", "spy-paper")
+    twins.soak("passed")
+    assert twins.live_creates() == 1
+
+
 def test_new_paper_code_supersedes_and_is_promoted_by_one_replace(twins: Twins) -> None:
     twins.copy_code_to_live()
     twins.apply()
