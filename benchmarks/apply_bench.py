@@ -52,6 +52,13 @@ def seed(emulator: Emulator, projects: range) -> dict[int, str]:
 class Round:
     apply: Run
     noop: Run
+    apply_lists: int  # live/list calls the apply made: one to plan, one per health poll
+    noop_lists: int
+
+
+def list_calls(emulator: Emulator) -> int:
+    calls: dict[str, dict[str, int]] = emulator.stats()["calls"]
+    return calls.get("live/list", {}).get("total", 0)
 
 
 def one_round(
@@ -74,18 +81,21 @@ def one_round(
         runner = (
             RECONCILER if profile is None else [sys.executable, PROFILER, profile, "reconciler"]
         )
+        lists = list_calls(emu)
         applied = timed([*runner, *command], env=env, cwd=tmp)
+        apply_lists, lists = list_calls(emu) - lists, list_calls(emu)
         if applied.returncode != 0:
             raise SystemExit(f"apply failed:\n{applied.stdout[-3000:]}")
         committed = sum(emu.creates_committed(p) for p in projects)
         if committed != args.creates:
             raise SystemExit(f"{committed} creates committed, not {args.creates}: not valid")
         noop = timed([*RECONCILER, *command], env=env, cwd=tmp)
+        noop_lists = list_calls(emu) - lists
         if noop.returncode != 0 or "No changes" not in noop.stdout:
             raise SystemExit(f"the second apply is not a no-op:\n{noop.stdout[-3000:]}")
         if sum(emu.creates_committed(p) for p in projects) != args.creates:
             raise SystemExit("the no-op apply created something: the figures are not valid")
-        return Round(applied, noop)
+        return Round(applied, noop, apply_lists, noop_lists)
 
 
 def peer_loop(args: argparse.Namespace, projects: range) -> float:
@@ -162,6 +172,12 @@ def main() -> None:
         )
         beyond = min(r.apply.cpu - r.noop.cpu for r in rounds)
         print(f"    CPU beyond the no-op's fixed part: {beyond / n * 1000:.2f} ms per create")
+        lists = sorted({(r.apply_lists, r.noop_lists) for r in rounds})
+        print(
+            "    live/list calls (apply, no-op): "
+            + ", ".join(f"{a}, {b}" for a, b in lists)
+            + "  (the apply's second one is the health wait)"
+        )
         if len(rounds) > 1:
             spread = sorted(r.apply.seconds for r in rounds)
             print(f"    apply seconds over {len(rounds)} rounds: {spread[0]:.2f}-{spread[-1]:.2f}")
