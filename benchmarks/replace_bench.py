@@ -3,6 +3,7 @@ and the reconciler's own CPU per create and per replace with no latency.
 
     python benchmarks/replace_bench.py [--count 100] [--latency 0.05] [--concurrency 32]
                                        [--cpu-actions 200] [--repeat 1]
+                                       [--baseline DIR] [--profile FILE]
 
 Replace: N deployments created by a first (untimed) apply, then every manifest gets a new
 compile and `reconciler apply --yes --concurrency C` replaces all N (timed, whole
@@ -19,6 +20,12 @@ CPU: user + sys seconds of the reconciler process alone (os.wait4) for M creates
 replaces, at zero latency, divided by M; and the same of a no-op apply of the M manifests
 (start-up, parse, one list call), the fixed part within those figures.  Each emulator is a
 process of its own, on 127.0.0.1, so none of its CPU is counted.
+
+`--baseline DIR`: an earlier source tree of the reconciler, its replaces and CPU figures
+measured in the same run (each round: this tree, then the baseline), with emulators and
+state files of its own.  `--profile FILE`: after the rounds, one more timed replace of this
+tree under cProfile, its worker threads included (benchmarks/_profile.py), saved to FILE
+and summarised; a profiled run's times are inflated, so none of them is reported.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from reconciler.client import Credentials, QuantConnectClient
 APPLY_TIMEOUT = 600.0  # seconds for one reconciler command
 STOP_CONFIRM_TIMEOUT = 30.0  # seconds the peer reads live state for one stop to show
 LATENCY_ENDPOINTS = ("live/update/stop", "live/create")
+PROFILER = str(Path(__file__).resolve().parent / "_profile.py")
 
 
 def compile_ids(projects: Sequence[int], generation: int) -> dict[int, str]:
@@ -82,9 +90,17 @@ def set_latency(emu: EmulatorProcess, latency: float) -> None:
         emu.admin("faults", {"endpoint": endpoint, "latency": latency})
 
 
-def apply(deployments: Path, env: dict[str, str], cwd: str, concurrency: int, what: str) -> Run:
+def apply(
+    deployments: Path,
+    env: dict[str, str],
+    cwd: str,
+    concurrency: int,
+    what: str,
+    profile: str | None = None,
+) -> Run:
+    runner = RECONCILER if profile is None else [sys.executable, PROFILER, profile, "reconciler"]
     cmd = [
-        *RECONCILER,
+        *runner,
         "apply",
         str(deployments),
         "--yes",
@@ -148,18 +164,28 @@ class Round:
     noop_cpu: Run
 
 
-def run_ours(args: argparse.Namespace, root: Path) -> tuple[Run, dict[str, int]]:
+def tree_env(env: dict[str, str], tree: Path | None) -> dict[str, str]:
+    """The reconciler of `tree` (None: this one) on PYTHONPATH."""
+    return env if tree is None else dict(env, PYTHONPATH=str(tree))
+
+
+def run_ours(
+    args: argparse.Namespace,
+    root: Path,
+    tree: Path | None = None,
+    profile: str | None = None,
+) -> tuple[Run, dict[str, int]]:
     projects = range(10_001, 10_001 + args.count)
     with contextlib.ExitStack() as stack:
         emu, first = start_emulator(stack, projects, root / "ours-emulator")
         deployments = root / "ours-deployments"
         write_paper_manifests(deployments, projects, first)
-        env = cli_env(emu.url, emu.user_id, emu.token, root / "ours-state.db")
+        env = tree_env(cli_env(emu.url, emu.user_id, emu.token, root / "ours-state.db"), tree)
         apply(deployments, env, str(root), args.concurrency, "setup creates")
         verify(emu, projects, 0, "setup creates")
         write_paper_manifests(deployments, projects, add_compiles(emu, projects, 2))
         set_latency(emu, args.latency)
-        ours = apply(deployments, env, str(root), args.concurrency, "timed replaces")
+        ours = apply(deployments, env, str(root), args.concurrency, "timed replaces", profile)
         return ours, verify(emu, projects, args.count, "reconciler replaces")
 
 
@@ -197,13 +223,13 @@ def run_peer(args: argparse.Namespace, root: Path) -> tuple[float, dict[str, int
         return seconds, verify(emu, projects, args.count, "peer loop")
 
 
-def run_cpu(args: argparse.Namespace, root: Path) -> tuple[Run, Run, Run]:
+def run_cpu(args: argparse.Namespace, root: Path, tree: Path | None = None) -> tuple[Run, Run, Run]:
     projects = range(30_001, 30_001 + args.cpu_actions)
     with contextlib.ExitStack() as stack:
         emu, first = start_emulator(stack, projects, root / "cpu-emulator")
         deployments = root / "cpu-deployments"
         write_paper_manifests(deployments, projects, first)
-        env = cli_env(emu.url, emu.user_id, emu.token, root / "cpu-state.db")
+        env = tree_env(cli_env(emu.url, emu.user_id, emu.token, root / "cpu-state.db"), tree)
         creates = apply(deployments, env, str(root), args.concurrency, "cpu: creates")
         verify(emu, projects, 0, "cpu: creates")
         write_paper_manifests(deployments, projects, add_compiles(emu, projects, 2))
@@ -231,32 +257,50 @@ def main() -> None:
         "--cpu-actions", type=int, default=200, help="creates, then replaces, for CPU (200)"
     )
     parser.add_argument("--repeat", type=int, default=1, help="rounds; the best is reported")
+    parser.add_argument("--baseline", metavar="DIR", help="an earlier tree, measured alongside")
+    parser.add_argument("--profile", metavar="FILE", help="profile one more replace to FILE")
     args = parser.parse_args()
     if min(args.count, args.cpu_actions, args.concurrency, args.repeat) < 1:
         parser.error("--count, --cpu-actions, --concurrency and --repeat must be >= 1")
+    baseline = Path(args.baseline).resolve() if args.baseline else None
+    if baseline is not None and not (baseline / "reconciler" / "__init__.py").is_file():
+        raise SystemExit(f"--baseline {baseline}: not a source tree of reconciler")
+    trees: list[Path | None] = [None] if baseline is None else [None, baseline]
 
-    rounds: list[Round] = []
+    rounds: dict[Path | None, list[Round]] = {tree: [] for tree in trees}
     for number in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
-            ours, ours_stats = run_ours(args, root)
             peer_seconds, peer_stats = run_peer(args, root)
-            create_cpu, replace_cpu, noop_cpu = run_cpu(args, root)
-        rounds.append(
-            Round(ours, ours_stats, peer_seconds, peer_stats, create_cpu, replace_cpu, noop_cpu)
-        )
-        if args.repeat > 1:
-            print(
-                f"  round {number + 1}: reconciler {ours.seconds:.2f} s, "
-                f"peer {peer_seconds:.2f} s, {peer_seconds / ours.seconds:.1f}x; CPU/action "
-                f"create {create_cpu.cpu / args.cpu_actions * 1000:.2f} ms, "
-                f"replace {replace_cpu.cpu / args.cpu_actions * 1000:.2f} ms",
-                flush=True,
-            )
-    report(args, rounds)
+            for tree in trees:
+                where = root / ("this" if tree is None else "baseline")
+                ours, ours_stats = run_ours(args, where, tree)
+                cpu = run_cpu(args, where, tree)
+                rounds[tree].append(Round(ours, ours_stats, peer_seconds, peer_stats, *cpu))
+                if args.repeat > 1:
+                    print(
+                        f"  round {number + 1}{' (baseline)' if tree else ''}: reconciler "
+                        f"{ours.seconds:.2f} s, peer {peer_seconds:.2f} s, "
+                        f"{peer_seconds / ours.seconds:.1f}x; CPU/action create "
+                        f"{cpu[0].cpu / args.cpu_actions * 1000:.2f} ms, replace "
+                        f"{cpu[1].cpu / args.cpu_actions * 1000:.2f} ms",
+                        flush=True,
+                    )
+    for tree in trees:
+        if tree is not None:
+            print()
+        report(args, rounds[tree], "this tree" if tree is None else f"baseline {tree}")
+    if args.profile:
+        with tempfile.TemporaryDirectory() as tmp:
+            run_ours(args, Path(tmp), None, args.profile)
+        from benchmarks._profile import report as profile_report
+
+        print()
+        print(profile_report(args.profile))
+        print(f"profile of one more timed replace (times inflated by the profiler): {args.profile}")
 
 
-def report(args: argparse.Namespace, rounds: list[Round]) -> None:
+def report(args: argparse.Namespace, rounds: list[Round], tree: str) -> None:
     n, m, ms = args.count, args.cpu_actions, args.latency * 1000
     ours_s = [r.ours.seconds for r in rounds]
     peer_s = [r.peer_seconds for r in rounds]
@@ -264,8 +308,8 @@ def report(args: argparse.Namespace, rounds: list[Round]) -> None:
     best = min(rounds, key=lambda r: r.ours.seconds)
     stats = best.ours_stats
     print(
-        f"replace benchmark: {n} replaces, {ms:.0f} ms latency per live/update/stop and "
-        f"per live/create call (none on reads)"
+        f"replace benchmark ({tree}): {n} replaces, {ms:.0f} ms latency per live/update/stop "
+        f"and per live/create call (none on reads)"
     )
     width = 56
     print(f"  {'runner':<{width}} {'seconds':>8} {'stops':>6} {'creates':>8} {'peak RSS':>9}")
@@ -312,7 +356,7 @@ def report(args: argparse.Namespace, rounds: list[Round]) -> None:
     print(
         f"  beyond the no-op: {(create - noop) / m * 1000:.2f} ms per create, "
         f"{(replace - noop) / m * 1000:.2f} ms per replace  "
-        "(issue: about 4 ms per create, 0.77 s user + 0.17 s sys for 200)"
+        "(issue 24 targets: <= 2 ms per create, <= 3 ms per replace)"
     )
 
 

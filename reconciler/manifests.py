@@ -19,10 +19,11 @@ import re
 import stat
 import sys
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+if TYPE_CHECKING:  # bound at run time by `_import_yaml`, on the first parse
+    import yaml
+    from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 STDIN = "-"
@@ -202,16 +203,17 @@ def load_file(path: str) -> LoadedFile:
 
 def load_bytes(data: bytes) -> LoadedFile:
     """Every document of one file; never raises on bad input."""
+    loader_class = _import_yaml()
     text_issue = _check_utf8(data)
     if text_issue is not None:
         return LoadedFile([], [text_issue])
     if len(data) > PRESCAN_BYTES:
-        issue = _prescan(data)
+        issue = _prescan(data, loader_class)
         if issue is not None:
             return LoadedFile([], [issue])
     documents: list[Document] = []
     issues: list[Issue] = []
-    loader = _Loader(data)
+    loader = loader_class(data)
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -269,11 +271,11 @@ def _syntax_issue(error: yaml.MarkedYAMLError) -> Issue:
     return Issue(line, column, (), f"YAML syntax error: {problem}")
 
 
-def _prescan(data: bytes) -> Issue | None:
+def _prescan(data: bytes, loader_class: Any) -> Issue | None:
     """Count events of a large file without building nodes (bounded memory)."""
     count = 0
     try:
-        for event in yaml.parse(data, Loader=_Loader):
+        for event in yaml.parse(data, Loader=loader_class):
             if isinstance(event, yaml.NodeEvent):
                 count += 1
                 if count > MAX_NODES:
@@ -292,27 +294,53 @@ def _prescan(data: bytes) -> Issue | None:
 
 # ---- the loader -----------------------------------------------------------------------
 
-_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+def _import_yaml() -> Any:
+    """Import PyYAML and bind it and its node classes here, once; the loader class.
+
+    Not at import time: PyYAML costs about 120M instructions (some 40 ms) to import, and a
+    plan or apply whose files are all in the validation cache parses nothing.  Everything
+    below that uses them is reached from `load_bytes`, or is handed a node it made.
+    """
+    loader = globals().get("_Loader")
+    if loader is not None:
+        return loader
+    import yaml
+    from yaml import nodes
+
+    globals().update(
+        yaml=yaml,
+        Node=nodes.Node,
+        MappingNode=nodes.MappingNode,
+        ScalarNode=nodes.ScalarNode,
+        SequenceNode=nodes.SequenceNode,
+        _Loader=_loader_class(getattr(yaml, "CSafeLoader", yaml.SafeLoader)),
+    )
+    return globals()["_Loader"]
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc]
-    """CSafeLoader with a leaner resolver; nodes are converted by `_Builder`, not PyYAML."""
+def _loader_class(base: Any) -> Any:
+    class _Loader(base):  # type: ignore[misc]
+        """CSafeLoader with a leaner resolver; nodes are converted by `_Builder`, not
+        PyYAML."""
 
-    def resolve(self, kind: type[Node], value: Any, implicit: tuple[bool, bool]) -> str:
-        if kind is ScalarNode:
-            if implicit[0]:
-                resolvers = self.yaml_implicit_resolvers.get(value[:1], ())
-                for tag, regexp in resolvers:
-                    if regexp.match(value):
-                        return str(tag)
-            return STR_TAG
-        return SEQ_TAG if kind is SequenceNode else MAP_TAG
+        def resolve(self, kind: type[Node], value: Any, implicit: tuple[bool, bool]) -> str:
+            if kind is ScalarNode:
+                if implicit[0]:
+                    resolvers = self.yaml_implicit_resolvers.get(value[:1], ())
+                    for tag, regexp in resolvers:
+                        if regexp.match(value):
+                            return str(tag)
+                return STR_TAG
+            return SEQ_TAG if kind is SequenceNode else MAP_TAG
 
-    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
-        return None  # no path resolvers: skip PyYAML's per-node bookkeeping
+        def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+            return None  # no path resolvers: skip PyYAML's per-node bookkeeping
 
-    def ascend_resolver(self) -> None:
-        return None
+        def ascend_resolver(self) -> None:
+            return None
+
+    return _Loader
 
 
 class _Limit(Exception):

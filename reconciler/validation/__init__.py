@@ -86,15 +86,21 @@ def validate_paths(
     previous run are not parsed again (plan and apply use it; `validate` does not).
     """
     with collector_paused():
-        compiled_schema()  # compiled once, before any fork, so that workers inherit it
         files, failed = manifests.discover(paths)
         cache = None
         if cache_path and not check_secrets:
             cache = ResultCache.load(cache_path, _checker_digest())
         if cache is None:
+            compiled_schema()  # compiled once, before any fork, so that workers inherit it
             results = _run(files, check_secrets)
         else:
-            results = cache.run(files, lambda indexes, read: _run(files, False, indexes, read))
+
+            def check(indexes: Sequence[int], read: dict[int, bytes]) -> list[FileResult]:
+                if indexes:  # nothing to check when every file was cached: no schema needed
+                    compiled_schema()
+                return _run(files, False, indexes, read)
+
+            results = cache.run(files, check)
             cache.save()
         return _report(results, len(files), failed)
 
