@@ -20,11 +20,14 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from reconciler import planner, policy, secrets
 from reconciler.engine import Engine, fingerprints, journal
 from reconciler.model import Deployment, LiveDeployment, Outcome, Plan, Record
-from reconciler.model.promotion import Candidate, Evidence, Paper
+
+if TYPE_CHECKING:
+    from reconciler.model.promotion import Candidate, Evidence, Paper
 from reconciler.sources import DesiredSet
 from reconciler.state import StateStore
 
@@ -183,6 +186,7 @@ class Cycle:
         promoted = [d for d in desired if d.promotion is not None]
         if not promoted:
             return {}
+        from reconciler.model.promotion import Evidence
         from reconciler.policy import promotion
 
         by_name = {d.name: d for d in desired}
@@ -211,6 +215,8 @@ class Cycle:
         latest: Mapping[int, LiveDeployment],
     ) -> tuple[Paper | None, str]:
         """The paper twin's latest deployment as this reconcile sees it, or why none."""
+        from reconciler.model.promotion import Paper
+
         if source is None:
             return None, f"no candidate: paper manifest {name} is not among these manifests"
         item = latest.get(source.project_id)

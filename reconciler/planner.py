@@ -43,7 +43,6 @@ from reconciler.model import (
     Record,
     spec_changes,
 )
-from reconciler.model.promotion import short_digest
 
 DEFAULT_MAX_PRUNES = 5
 
@@ -123,6 +122,8 @@ def _replace_of(subject: _Subject, record: Record, forced: bool) -> Action | Non
         else:
             reason = "spec changed since it was applied (recorded before field diffs existed)"
     elif desired.promotion is not None and promoted and promoted != record.digest:
+        from reconciler.model.promotion import short_digest
+
         reason = (
             f"promotion: candidate {short_digest(promoted)} passed on paper "
             f"({desired.promotion.source}); it runs {short_digest(record.digest)}"

@@ -28,7 +28,6 @@ from reconciler.model import (
     Record,
     Result,
 )
-from reconciler.model.promotion import code_digest, short_digest
 from reconciler.policy.throttle import Throttle
 
 log = logging.getLogger("reconciler.engine")
@@ -175,6 +174,8 @@ class CodeCheck:
 
 def code_of(client: QuantConnectClient, project_id: int) -> str:
     """The digest of a project's files (`/files/read`)."""
+    from reconciler.model.promotion import code_digest
+
     return code_digest(client.read_files(project_id))
 
 
@@ -191,6 +192,8 @@ def compiled_code(
     that changed while it built is never taken for the code read."""
     if code is None:
         return (*compile_for(ctx, desired, intent, previous, modified), None)
+    from reconciler.model.promotion import short_digest
+
     project = desired.project_id
     if reruns(intent, previous) and previous is not None and previous.compile_id:
         return previous.compile_id, previous.source_modified, previous.digest  # its own code

@@ -11,11 +11,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler import brokerages
 from reconciler.model.kinds import ActionKind
-from reconciler.model.promotion import Promotion
+
+if TYPE_CHECKING:
+    from reconciler.model.promotion import Promotion
 
 DEFAULT_VERSION_ID = "-1"
 
@@ -106,6 +108,8 @@ class Deployment:
         metadata = data["metadata"]
         providers = spec.get("dataProviders")
         promotion = spec.get("promotion")
+        if promotion:  # paper first: its module is loaded only where a manifest promotes
+            from reconciler.model.promotion import Promotion
         return cls(
             name=str(metadata["name"]),
             project_id=int(spec["projectId"]),

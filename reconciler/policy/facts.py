@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from reconciler.model.promotion import Evidence
+if TYPE_CHECKING:
+    from reconciler.model.promotion import Evidence
 
 
 @dataclass(frozen=True)

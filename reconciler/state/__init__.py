@@ -29,9 +29,9 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from reconciler.errors import ConfigError
 from reconciler.model import Intent, Record
-from reconciler.model.promotion import Candidate
 
 if TYPE_CHECKING:
+    from reconciler.model.promotion import Candidate
     from reconciler.state.sqlite import SCHEMA_VERSION as SCHEMA_VERSION
     from reconciler.state.sqlite import SqliteStateStore as SqliteStateStore
 

@@ -17,10 +17,10 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.errors import StateError
 from reconciler.model import Intent, Record
-from reconciler.model.promotion import Candidate
 from reconciler.state import (
     DEFAULT_WORKSPACE,
     HistoryEntry,
@@ -30,6 +30,9 @@ from reconciler.state import (
     format_time,
 )
 from reconciler.state.heartbeat import HeartbeatLock
+
+if TYPE_CHECKING:
+    from reconciler.model.promotion import Candidate
 
 SCHEMA_VERSION = 6
 
@@ -472,6 +475,8 @@ class SqliteStateStore:
 
     def candidates(self, name: str | None = None) -> list[Candidate]:
         """Every candidate offered to `name` (or to any manifest), oldest first."""
+        from reconciler.model.promotion import Candidate
+
         where, args = ("WHERE name = ?", (name,)) if name is not None else ("", ())
         with self._mutex:
             rows = self._db.execute(

@@ -13,14 +13,16 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.model import Intent, Record
-from reconciler.model.promotion import Candidate
 from reconciler.state import HistoryEntry, LockHolder, StateSnapshot
 from reconciler.state.postgres.leadership import PostgresLeadership
 from reconciler.state.postgres.lock import break_lock, read_holder
 from reconciler.state.postgres.session import Params, PostgresSession
+
+if TYPE_CHECKING:
+    from reconciler.model.promotion import Candidate
 
 _RECORD_COLUMNS = tuple(f.name for f in dataclasses.fields(Record))
 _INTENT_COLUMNS = tuple(f.name for f in dataclasses.fields(Intent))
@@ -232,6 +234,8 @@ class PostgresStateStore(PostgresSession):
 
     def candidates(self, name: str | None = None) -> list[Candidate]:
         """Every candidate offered to `name` (or to any manifest), oldest first."""
+        from reconciler.model.promotion import Candidate
+
         where, args = (" AND name = %s", (self._workspace, name)) if name else ("", ())
         rows = self._read(
             "cannot read candidates",
