@@ -48,6 +48,8 @@ class Views:
     live: Sequence[LiveDeployment]
     projects: Mapping[int, str] = field(default_factory=dict)
     stopped_by_us: frozenset[str] = frozenset()
+    # Projects waiting for an earlier create that may still land (projectId -> until).
+    landing: Mapping[int, float] = field(default_factory=dict)
 
     def fingerprints(self) -> dict[str, str]:
         return fingerprints(self.desired, self.recorded, self.live, self.projects)
@@ -151,8 +153,10 @@ class Cycle:
         intents = self.store.open_intents()
         recorded = self.store.records()
         resolved: list[Outcome] = []
+        landing: dict[int, float] = {}
         if intents:
             resolutions = journal.resolve(intents, recorded, live, self.clock())
+            landing = journal.landing(resolutions)
             if dry:
                 recorded = journal.overlay(recorded, resolutions)
                 resolved = [r.report for r in resolutions if r.report is not None]
@@ -164,7 +168,7 @@ class Cycle:
         asked = planner.unrecorded_stopped(desired, recorded, live)
         ours = frozenset(self.store.stopped_by_us(asked)) if asked else frozenset()
         projects = self.engine.fetch_projects(desired)
-        return Views(desired, recorded, live, projects, ours), resolved
+        return Views(desired, recorded, live, projects, ours, landing), resolved
 
     def decide(self, views: Views, facts: policy.Facts, ask: Ask, now: float) -> Plan:
         plan = planner.plan(
@@ -177,6 +181,8 @@ class Cycle:
             max_prunes=ask.max_prunes,
             stopped_by_us=views.stopped_by_us,
         )
+        if views.landing:
+            facts = dataclasses.replace(facts, landing=views.landing)
         plan = policy.gate(plan, facts, now)
         # The nodes are read only when the plan would start something: a plan with no
         # changes costs one list call.

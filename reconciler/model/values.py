@@ -249,6 +249,9 @@ class Intent:
     spec_json: str | None = None
     on_delete: str = DEFAULT_ON_DELETE
     revision: str | None = None  # the commit that asked for it (Revision.stored)
+    # The latest time a create sent under this intent can still take effect at the API
+    # (Unix time), stamped durably before each send; None: no create was ever sent.
+    lands_by: float | None = None
 
     def __post_init__(self) -> None:
         if type(self.kind) is not ActionKind:  # as stores and older callers spell it

@@ -30,7 +30,7 @@ from reconciler.state import (
 )
 from reconciler.state.heartbeat import HeartbeatLock
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 7
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -105,6 +105,15 @@ _MIGRATIONS: dict[int, str] = {
     5: """
     ALTER TABLE deployments ADD COLUMN window_json TEXT;
     """,
+    # Reserved for issue 22 (paper-first promotion), written concurrently on main.
+    6: "",
+    # Ownership after a crash: when a create sent under an intent can no longer land.  An
+    # intent left open by an older version may have sent one: it gets the longest span a
+    # create of that version could take (compile, attempts, timeouts), from its start.
+    7: """
+    ALTER TABLE intents ADD COLUMN lands_by REAL;
+    UPDATE intents SET lands_by = created_at + 900 WHERE closed_at IS NULL;
+    """,
 }
 
 _RECORD_COLUMNS = (
@@ -115,7 +124,7 @@ _RECORD_COLUMNS = (
 )  # fmt: skip
 _INTENT_COLUMNS = (
     "attempt_id", "name", "project_id", "spec_hash", "created_at", "kind", "old_deploy_id",
-    "spec_json", "on_delete", "revision",
+    "spec_json", "on_delete", "revision", "lands_by",
 )  # fmt: skip
 
 
@@ -365,6 +374,15 @@ class SqliteStateStore:
                 [{c: getattr(i, c) for c in _INTENT_COLUMNS} for i in intents],
             )
         return intents
+
+    def mark_sending(self, intent: Intent, lands_by: float) -> None:
+        """Durably (fsync), before a create is sent under `intent`: the latest time it can
+        still take effect.  A run resolving the intent after a crash waits until then."""
+        with self._tx(durable=True) as db:
+            db.execute(
+                "UPDATE intents SET lands_by = MAX(COALESCE(lands_by, 0), ?) WHERE attempt_id = ?",
+                (lands_by, intent.attempt_id),
+            )
 
     def close_intent(
         self,
