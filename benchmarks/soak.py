@@ -440,6 +440,7 @@ class Soak:
                 self.outage(self.rng.choice(self.groups), outage)
                 continue
             # Every kind once first (in a seeded order), so that a short run has them all.
+            from_first = bool(first)
             kind = first.pop() if first else self.rng.choices(names, weights)[0]
             group = self.group_for(kind)
             try:
@@ -447,6 +448,8 @@ class Soak:
             except Exception as error:
                 self.violation("harness error", event=kind, error=repr(error))
                 done = False
+            if not done and from_first:
+                first.insert(0, kind)  # not possible now (nothing settled yet, ...): later
             if done:
                 self.events[kind] += 1
                 print(f"[{now() - self.started:7.1f}s] {group.name}: {kind} {done}", flush=True)
