@@ -108,8 +108,11 @@ def test_the_landing_gate_blocks_the_project_until_then() -> None:
 
 # ---- as a user meets it ----------------------------------------------------------------------
 
-LATENCY = 3.0  # the emulator's create answer: slower than the reconciler waits for it
-API_TIMEOUT = "1"  # so a create can land for at most 1 + 3 x 1 + 1 s after it is sent
+# The emulator's create answer: slower than the reconciler waits for it (so the next run,
+# or the new leader, starts before it lands), yet within the span a create may land in:
+# with --api-timeout 2, up to 2 (connect) + 3 x 2 (pool, write, read) + 2 (margin) = 10 s.
+LATENCY = 6.0
+API_TIMEOUT = "2"
 
 
 def sent(emulator: Emulator, project_id: int) -> int:

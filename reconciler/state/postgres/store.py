@@ -152,18 +152,14 @@ class PostgresStateStore(PostgresSession):
         """Durably, and fenced as an intent is, before a create is sent under `intent`: the
         latest time it can still take effect.  A run resolving the intent after a crash (or
         a failover) waits until then."""
-        self._write(
-            "cannot mark an intent as sending",
-            [
-                (
-                    "UPDATE reconciler_intents SET lands_by = GREATEST(lands_by, %s) "
-                    "WHERE workspace = %s AND attempt_id = %s",
-                    (lands_by, self._workspace, intent.attempt_id),
-                )
-            ],
+        self._combined(
+            (
+                "UPDATE reconciler_intents SET lands_by = GREATEST(lands_by, %s) "
+                "WHERE workspace = %s AND attempt_id = %s",
+                (lands_by, self._workspace, intent.attempt_id),
+            ),
             durable=True,
-            own_lock=True,
-        )
+        )  # concurrent creates' stamps share one synchronous commit
 
     def close_intent(
         self,
