@@ -497,7 +497,9 @@ class Soak:
         return p
 
     def do_person_stop(self, group: Group) -> Any:
-        if self.faulted():
+        # A person stops through the API too, but our injected faults are not theirs: only
+        # while none is set (a failed stop would be taken for one undone).
+        if self.faulted() or fault_active(group.emulator):
             return False
         candidates = group.settled()
         if not candidates:
@@ -507,12 +509,12 @@ class Soak:
         if len(running) != 1:
             return False
         deploy_id = running[0]["deployId"]
-        self.person_stops.add(deploy_id)
-        with group.lock:
-            group.expect[p].person_stopped = deploy_id
+        self.person_stops.add(deploy_id)  # before the stop: the checker may see it at once
         credentials = Credentials(group.emulator.user_id, group.emulator.token)
         with QuantConnectClient(group.emulator.url, credentials) as client:
             client.stop_live(p)
+        with group.lock:
+            group.expect[p].person_stopped = deploy_id
         return f"{p} {deploy_id}"
 
     def do_fail(self, group: Group) -> Any:
@@ -697,6 +699,11 @@ class Soak:
         }
 
 
+def fault_active(emulator: Emulator) -> bool:
+    knobs = ("latency", "ratelimit", "fail", "drop", "drop_before")
+    return any(any(fault[k] for k in knobs) for fault in emulator.faults().values())
+
+
 def _span(samples: list[dict[str, float]], key: str) -> list[float] | None:
     values = [s[key] for s in samples]
     return [min(values), max(values)] if values else None
@@ -706,6 +713,10 @@ def _ends(warm: list[dict[str, float]], samples: list[dict[str, float]], key: st
     return [warm[0][key], samples[-1][key]] if warm and samples else None
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, required=True)
@@ -713,6 +724,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="summary.json and daemon logs")
     parser.add_argument("--stores", default="sqlite,postgres", help="sqlite, postgres or both")
     args = parser.parse_args(argv)
+    # Stopped early (SIGTERM, or SIGINT even when started in the background, which ignores
+    # it): the daemons are still stopped on the way out.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _interrupted)
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         out = args.out or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
