@@ -172,8 +172,7 @@ class Daemon:
         """A reconcile's plan, gated, before anything is carried out: the removals'
         grace counted, every action worth a word reported, the next wake-up set."""
         self.gone_since = prune.track_removals(self.gone_since, plan, now)
-        for action in plan.actions:
-            self.reports.action(action, self.gone_since.get(action.name or ""))
+        self.reports.plan(plan.actions, self.gone_since)
         self._wake_for(plan.held)
         self.window_rows = self._windows(desired, now)
         self.metrics.deferred_actions.set(len(plan.of_kind(ActionKind.DEFERRED)))
