@@ -159,6 +159,8 @@ def test_sigkill_mid_create_next_run_waits_then_claims_and_a_removal_prunes_it(
     waiting = world.apply(expect=1)
     assert "an earlier create may still land; waiting until" in waiting.stdout, waiting.stdout
     assert sent(emulator, 401) == 1
+    listed = json.loads(world.run("state", "list", "--format", "json").stdout)
+    assert [(i["name"], i["landsBy"]) for i in listed["openIntents"]] == [("d401", left.lands_by)]
     wait_for(lambda: emulator.creates_committed(401) == 1, what="the slow create to land")
     (landed,) = [d["deployId"] for d in emulator.active_deployments(401)]
 
