@@ -600,7 +600,8 @@ def named_command(argv: Sequence[str]) -> str | None:
     return None
 
 
-_GLOBAL_OPTIONS = frozenset({"--api-url", "--state", "--workspace"})  # each takes a value
+# The global options, each of which takes a value.
+_GLOBAL_OPTIONS = frozenset({"--api-url", "--api-timeout", "--state", "--workspace"})
 
 # Options of the git source that mean nothing without --git.
 _GIT_ONLY = ("ref", "revision", "verify_signatures", "hooks_listen", "hook_secret_file")
