@@ -272,3 +272,32 @@ def test_leader_killed_mid_create_standby_waits_claims_and_prunes(
     finally:
         for daemon in daemons:
             daemon.terminate()
+
+
+def test_the_daemon_wakes_when_the_wait_ends_not_at_its_next_resync(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A create stamped but never answered (nothing lands): the daemon blocks the project
+    until its `lands_by`, then wakes for it and creates, long before `--resync 300`."""
+    from reconciler.sources import files
+
+    world = World(emulator, tmp_path)
+    world.add(421)
+    (desired,) = files.read([str(world.root)]).deployments
+    store = open_store(str(tmp_path / "state.db"))
+    try:
+        (left,) = store.begin_intents([Intent.new(desired.name, 421, desired.spec_hash)])
+        store.mark_sending(left, time.time() + 4)
+    finally:
+        store.close()
+    daemon = Daemon(emulator, tmp_path, world.root, "--resync", "300")
+    try:
+        wait_for(
+            lambda: any("an earlier create may still land" in json.dumps(x) for x in daemon.lines),
+            what="the wait",
+        )
+        assert emulator.creates_committed(421) == 0
+        wait_for(lambda: emulator.creates_committed(421) == 1, timeout=30, what="the create")
+    finally:
+        assert daemon.terminate() == 0
+    assert sent(emulator, 421) == 1
