@@ -205,6 +205,8 @@ class DaemonProc:
             "fds": float(fds),
             "threads": float(fields["Threads"]),
         }
+        role = self.role()
+        sample["leader"] = 1.0 if role == "leader" else 0.0
         self.incarnations[-1].samples.append(sample)
         metrics = self.get("/metrics")
         if metrics:
@@ -421,12 +423,13 @@ class Soak:
 
     def schedule(self, minutes: float) -> None:
         end = self.started + minutes * 60
-        outage = 60.0 if minutes >= 60 else max(5.0, minutes * 60 / 12)
+        outage = min(60.0, max(5.0, minutes * 60 / 12))  # a minute, shorter in short runs
         outage_at = [self.started + minutes * 60 * f for f in (0.35, 0.75)]
         kinds = [
             ("change", 5), ("add", 3), ("remove", 3), ("person_stop", 2), ("fail", 1),
             ("crash", 2), ("sighup", 1), ("fault", 4), ("leader_kill", 1),
         ]  # fmt: skip
+        kinds = [(k, w) for k, w in kinds if k not in self.args.without]
         names = [k for k, _ in kinds]
         weights = [w for _, w in kinds]
         first = list(names)
@@ -682,6 +685,18 @@ class Soak:
                     "threads_min_max": _span(all_samples, "threads"),
                     "threads_longest_start_end": _ends(warm, samples, "threads"),
                     "reconciles": sum(i.reconciles for i in incs),
+                    # The longest incarnation's samples: seconds since it started, RSS MB,
+                    # FDs, threads, leading (1) or standing by (0).
+                    "longest_samples": [
+                        [
+                            round(x["t"] - longest.started),
+                            round(x["rss_mb"], 1),
+                            x["fds"],
+                            x["threads"],
+                            x["leader"],
+                        ]
+                        for x in samples
+                    ],
                     "log_events": dict(daemon.events.most_common(12)),
                 }
         reconciles = sum(d["reconciles"] for d in daemons.values())
@@ -723,6 +738,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="summary.json and daemon logs")
     parser.add_argument("--stores", default="sqlite,postgres", help="sqlite, postgres or both")
+    parser.add_argument(
+        "--without",
+        type=lambda text: frozenset(text.split(",")),
+        default=frozenset(),
+        metavar="KIND,...",
+        help="leave these events out (e.g. crash,leader_kill: one incarnation per daemon)",
+    )
     args = parser.parse_args(argv)
     # Stopped early (SIGTERM, or SIGINT even when started in the background, which ignores
     # it): the daemons are still stopped on the way out.

@@ -53,7 +53,7 @@ def test_a_short_soak_keeps_every_invariant(tmp_path: Path) -> None:
 
 @pytest.fixture
 def harness(emulator: Emulator, tmp_path: Path) -> tuple[soak.Soak, soak.Group]:
-    args = argparse.Namespace(seed=0, stores="sqlite", minutes=1.0)
+    args = argparse.Namespace(seed=0, stores="sqlite", minutes=1.0, without=frozenset())
     run = soak.Soak(args, tmp_path)
     group = soak.Group("g", emulator, tmp_path / "manifests", range(5001, 5003))
     group.seed()
