@@ -13,7 +13,9 @@ Daemons, each a `reconciler watch --prune` subprocess against an emulator on loo
 
 The schedule (one event every few seconds, seeded): a manifest changed (a new compile:
 replace), added (create), removed (prune) or re-added; a person's stop (through the API,
-as a person would); a deployment failing (restart); a daemon killed and restarted; SIGHUP;
+as a person would); a deployment failing (restart); a daemon killed and restarted, at any
+moment or while its create is in flight (a slow answer: the next daemon must wait for it
+and claim it, so that a later removal prunes it); SIGHUP;
 API faults on one emulator: latency, 5xx, 429 with Retry-After, commit then drop the
 answer, and an outage of every endpoint (a minute long when the run is an hour or more,
 scaled down for short runs).
@@ -428,6 +430,7 @@ class Soak:
         kinds = [
             ("change", 5), ("add", 3), ("remove", 3), ("person_stop", 2), ("fail", 1),
             ("crash", 2), ("sighup", 1), ("fault", 4), ("leader_kill", 1),
+            ("crash_mid_create", 2),
         ]  # fmt: skip
         kinds = [(k, w) for k, w in kinds if k not in self.args.without]
         names = [k for k, _ in kinds]
@@ -463,7 +466,7 @@ class Soak:
         if kind == "leader_kill":
             pairs = [g for g in self.groups if len(g.daemons) > 1]
             return self.rng.choice(pairs or self.groups)
-        if kind == "crash":
+        if kind in ("crash", "crash_mid_create"):
             crashable = [g for g in self.groups if any(d.name != "sqlite-a" for d in g.daemons)]
             return self.rng.choice(crashable or self.groups)
         return self.rng.choice(self.groups)
@@ -542,6 +545,41 @@ class Soak:
         time.sleep(self.rng.uniform(0.5, 5.0))
         daemon.start()
         return daemon.name
+
+    def do_crash_mid_create(self, group: Group) -> Any:
+        """The daemon that acts killed while its create is in flight (a slow answer): the
+        next one (restarted, or the new leader) must wait for it, claim it as created, and
+        prune it once its manifest is removed (the convergence check sees it if not)."""
+        if self.faulted() or fault_active(group.emulator):
+            return False
+        actors = [d for d in group.daemons if d.name != "sqlite-a" and d.alive]
+        if len(group.daemons) > 1:
+            actors = [d for d in actors if d.role() == "leader"]
+        if not actors:
+            return False
+        daemon = actors[0]
+        emulator = group.emulator
+        p = self.rng.choice(list(group.projects))
+        received = sum(1 for t in emulator.stats()["create_times"] if t["projectId"] == p)
+        emulator.inject("live/create", latency=self.rng.uniform(1.0, 4.0))
+        self.fault_until = now() + 60
+        try:
+            group.write(p)  # a create (or a replace's) for p
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                sent = sum(1 for t in emulator.stats()["create_times"] if t["projectId"] == p)
+                if sent > received:
+                    break
+                time.sleep(0.02)
+            else:
+                return False  # not sent (a wait, a backoff): no crash this time
+            daemon.kill9()
+        finally:
+            emulator.clear_faults()  # the create in flight keeps its latency
+            self.fault_until = 0.0
+        time.sleep(self.rng.uniform(0.5, 3.0))
+        daemon.start()
+        return f"{daemon.name} {p}"
 
     def do_leader_kill(self, group: Group) -> Any:
         if len(group.daemons) < 2:

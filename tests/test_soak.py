@@ -39,7 +39,8 @@ def test_a_short_soak_keeps_every_invariant(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["violations"] == [], result.stdout[-4000:]
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    kinds = {"change", "add", "remove", "person_stop", "fail", "crash", "sighup", "fault"}
+    kinds = {"change", "add", "remove", "person_stop", "fail", "crash", "sighup", "fault",
+             "crash_mid_create"}  # fmt: skip
     if "postgres" in stores:
         kinds.add("leader_kill")
     assert kinds | {"outage"} <= set(summary["events"]), summary["events"]
