@@ -131,6 +131,15 @@ def _add_globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         ".reconciler/state.db)",
     )
     parser.add_argument(
+        "--api-timeout",
+        metavar="SECONDS",
+        type=_positive_float,
+        default=argparse.SUPPRESS if suppress else os.environ.get("RECONCILER_API_TIMEOUT"),
+        help="how long an API call's answer is awaited (env RECONCILER_API_TIMEOUT; default "
+        "30; connecting: at most 10). After a crash, a project whose create may still land "
+        "waits about 4x this plus the connect time before it is planned again",
+    )
+    parser.add_argument(
         "--workspace",
         metavar="NAME",
         default=argparse.SUPPRESS if suppress else os.environ.get("RECONCILER_WORKSPACE"),
@@ -641,7 +650,8 @@ def named_command(argv: Sequence[str]) -> str | None:
     return None
 
 
-_GLOBAL_OPTIONS = frozenset({"--api-url", "--state", "--workspace"})  # each takes a value
+# The global options, each of which takes a value.
+_GLOBAL_OPTIONS = frozenset({"--api-url", "--api-timeout", "--state", "--workspace"})
 
 # Options of the git source that mean nothing without --git.
 _GIT_ONLY = ("ref", "revision", "verify_signatures", "hooks_listen", "hook_secret_file")

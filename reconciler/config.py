@@ -21,6 +21,7 @@ class Connection(NamedTuple):
     state: str | None = None
     workspace: str | None = None
     sandbox: bool = False
+    api_timeout: float | None = None  # seconds an API answer is awaited (None: the default)
 
     @property
     def state_location(self) -> str:

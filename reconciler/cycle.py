@@ -54,6 +54,8 @@ class Views:
     stopped_by_us: frozenset[str] = frozenset()
     # Paper first: each promoted manifest's candidates and code (DESIGN §17).
     promotions: Mapping[str, Evidence] = field(default_factory=dict)
+    # Projects waiting for an earlier create that may still land (projectId -> until).
+    landing: Mapping[int, float] = field(default_factory=dict)
 
     def fingerprints(self) -> dict[str, str]:
         return fingerprints(self.desired, self.recorded, self.live, self.projects)
@@ -157,8 +159,10 @@ class Cycle:
         intents = self.store.open_intents()
         recorded = self.store.records()
         resolved: list[Outcome] = []
+        landing: dict[int, float] = {}
         if intents:
             resolutions = journal.resolve(intents, recorded, live, self.clock())
+            landing = journal.landing(resolutions)
             if dry:
                 recorded = journal.overlay(recorded, resolutions)
                 resolved = [r.report for r in resolutions if r.report is not None]
@@ -171,7 +175,7 @@ class Cycle:
         ours = frozenset(self.store.stopped_by_us(asked)) if asked else frozenset()
         projects = self.engine.fetch_projects(desired)
         promotions = self.promotions(desired, recorded, live, dry)
-        return Views(desired, recorded, live, projects, ours, promotions), resolved
+        return Views(desired, recorded, live, projects, ours, promotions, landing), resolved
 
     def promotions(
         self,
@@ -262,6 +266,8 @@ class Cycle:
             stopped_by_us=views.stopped_by_us,
             promoted=targets,
         )
+        if views.landing:
+            facts = dataclasses.replace(facts, landing=views.landing)
         plan = policy.gate(plan, facts, now)
         # The nodes are read only when the plan would start something: a plan with no
         # changes costs one list call.

@@ -15,6 +15,10 @@ from reconciler.model import Deployment, LiveDeployment
 from reconciler.sources import DesiredSet, files
 from reconciler.state import StateStore, manifest_cache_path, open_store
 
+# Seconds an API call's answer is awaited (`--api-timeout`), and at most to connect.
+API_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 10.0
+
 
 @dataclass
 class Runtime:
@@ -109,9 +113,15 @@ def connect(
             credentials = Credentials.from_env()
         store = open_store(connection.state_location, connection.workspace_name)
         stack.callback(store.close)
+        read_timeout = connection.api_timeout or API_TIMEOUT
         client = stack.enter_context(
             QuantConnectClient(
-                api_url, credentials, max_connections=max(concurrency, 4), observer=observer
+                api_url,
+                credentials,
+                read_timeout=read_timeout,
+                connect_timeout=min(CONNECT_TIMEOUT, read_timeout),
+                max_connections=max(concurrency, 4),
+                observer=observer,
             )
         )
         options = EngineOptions(concurrency=concurrency, secret_fallback=connection.sandbox)

@@ -24,7 +24,10 @@ def test_plan_is_dry_an_open_intent_is_resolved_in_memory_only(
     (desired,) = files.read([str(world.root)]).deployments
     store = open_store(str(tmp_path / "state.db"))
     try:
-        store.begin_intents([Intent.new(desired.name, 301, desired.spec_hash, now=time.time() - 5)])
+        (intent,) = store.begin_intents(
+            [Intent.new(desired.name, 301, desired.spec_hash, now=time.time() - 5)]
+        )
+        store.mark_sending(intent, time.time() + 60)  # its create was sent (as the engine does)
         landed = emulator.add_live(301, node_for(301), {"id": "QuantConnectBrokerage"})
         before = (store.records(), store.open_intents(), store.history())
         planned = world.run("plan", str(world.root), "--format", "json")

@@ -105,6 +105,35 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         SqliteStateStore(path)
 
 
+def test_an_intent_open_at_the_upgrade_is_waited_for_as_long_as_any_create_took(
+    tmp_path: Path,
+) -> None:
+    """Schema 7 adds `lands_by`; an intent an older version left open may have sent its
+    create, so it gets the longest span a create of that version could take (900 s)."""
+    path = tmp_path / "s.db"
+    db = sqlite3.connect(path)
+    from reconciler.state import sqlite as store_module
+
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    for version in range(1, 6):
+        for statement in store_module._MIGRATIONS[version].split(";"):
+            if statement.strip():
+                db.execute(statement)
+    db.execute("INSERT INTO meta VALUES ('schema_version', '5')")
+    db.execute(
+        "INSERT INTO intents (attempt_id, name, project_id, spec_hash, created_at) "
+        "VALUES ('open', 'a', 1, 'h', 1000.0), ('done', 'b', 2, 'h', 1000.0)"
+    )
+    db.execute("UPDATE intents SET closed_at = 1001.0 WHERE attempt_id = 'done'")
+    db.commit()
+    db.close()
+    store = SqliteStateStore(path)
+    try:
+        assert [(i.attempt_id, i.lands_by) for i in store.open_intents()] == [("open", 1900.0)]
+    finally:
+        store.close()
+
+
 def test_garbage_file_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     path.write_bytes(b"this is not a database" * 100)

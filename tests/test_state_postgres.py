@@ -106,6 +106,34 @@ def test_intents_stay_open_until_closed_atomically_with_record_and_history(
     assert second.attempt_id == store.open_intents()[0].attempt_id
 
 
+def test_a_create_about_to_be_sent_stamps_its_intent_durably(store: StateStore) -> None:
+    """`lands_by`: unset until a create is sent; a later send only moves it later; it
+    survives the store being opened again (another runner reads it after a crash)."""
+    (intent,) = store.begin_intents([("a", 1, "h")])
+    assert store.open_intents()[0].lands_by is None
+    store.mark_sending(intent, 2_000.0)
+    store.mark_sending(intent, 1_500.0)  # a stamp is never moved earlier
+    assert store.open_intents()[0].lands_by == 2_000.0
+    store.mark_sending(intent, 2_500.0)  # a retry, sent later
+    assert [i.lands_by for i in store.open_intents()] == [2_500.0]
+
+
+def test_stamps_of_concurrent_creates_are_all_written(store: StateStore) -> None:
+    import threading
+
+    intents = store.begin_intents([(f"n{i}", i + 1, "h") for i in range(32)])
+    threads = [
+        threading.Thread(target=store.mark_sending, args=(intent, 1_000.0 + n))
+        for n, intent in enumerate(intents)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    stamped = {i.name: i.lands_by for i in store.open_intents()}
+    assert stamped == {f"n{n}": 1_000.0 + n for n in range(32)}
+
+
 def test_history_of_one_name_newest_first(store: StateStore) -> None:
     for n in range(5):
         store.add_history("create", f"o{n}", name="a" if n % 2 == 0 else "b", project_id=n)
@@ -294,6 +322,28 @@ def test_a_write_of_a_daemon_that_lost_its_epoch_is_refused(workspace: str) -> N
         with pytest.raises(StateFencedError, match="no longer leads"):
             store.begin_intents([("b", 2, "h")])
         assert store.open_intents() == []
+        leadership.stop()
+    finally:
+        store.close()
+
+
+def test_a_deposed_leader_cannot_stamp_a_create_so_it_sends_none(workspace: str) -> None:
+    """The stamp before each send is fenced like an intent: a leader whose epoch passed
+    (failed over while it compiled, or between retries) gets an error, not a send."""
+    store = open_store(postgres_url(), workspace)
+    try:
+        leadership = store.leadership(1.0)
+        changes: list[str] = []
+        leadership.start(changes.append)
+        deadline = time.monotonic() + 5
+        while "leader" not in changes:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        (intent,) = store.begin_intents([("b", 2, "h")])
+        sql("UPDATE reconciler_leases SET epoch = epoch + 1 WHERE workspace = %s", workspace)
+        with pytest.raises(StateFencedError, match="no longer leads"):
+            store.mark_sending(intent, 9_999.0)
+        assert [i.lands_by for i in store.open_intents()] == [None]
         leadership.stop()
     finally:
         store.close()

@@ -124,6 +124,8 @@ class QuantConnectClient:
     ) -> None:
         self.base_url = resolve_api_url(base_url)
         self.credentials = credentials
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
         self._read_retries = read_retries
         self._backoff = backoff
         self._max_retry_after = max_retry_after
@@ -182,6 +184,13 @@ class QuantConnectClient:
         self._local.lane = lane
         return lane
 
+    @property
+    def in_flight_bound(self) -> float:
+        """Seconds within which a request sent now has its answer or is given up on by this
+        client: waiting for a pooled connection, connecting, writing the body, reading the
+        answer (httpx's pool, write and read timeouts are all `read_timeout`)."""
+        return self.connect_timeout + 3 * self.read_timeout
+
     # -- transport -------------------------------------------------------------------
 
     def _url(self, endpoint: str) -> httpx.URL:
@@ -198,11 +207,23 @@ class QuantConnectClient:
         if self._observer is not None:
             self._observer(endpoint, outcome, time.monotonic() - started)
 
-    def _post(self, endpoint: str, body: Mapping[str, Any], *, idempotent: bool) -> Any:
-        """POST and return the decoded `success: true` body, or raise a typed error."""
+    def _post(
+        self,
+        endpoint: str,
+        body: Mapping[str, Any],
+        *,
+        idempotent: bool,
+        before_send: Callable[[], None] | None = None,
+    ) -> Any:
+        """POST and return the decoded `success: true` body, or raise a typed error.
+
+        `before_send` is called before every send of the request (a 429 re-sends it): it
+        may raise to send nothing more."""
         attempt = 0
         rate_limited = 0
         while True:
+            if before_send is not None:
+                before_send()
             started = time.monotonic()
             try:
                 response = self._lane().post(self._url(endpoint), json=dict(body))
@@ -403,11 +424,13 @@ class QuantConnectClient:
         version_id: str = "-1",
         data_providers: Mapping[str, Any] | None = None,
         automatic_redeploy: bool | None = None,
+        before_send: Callable[[], None] | None = None,
     ) -> CreatedLive:
         """`/live/create`.  Never retried here: see the module docstring.
 
         `brokerage` may be in the portable or the module form, with secret values
-        already resolved; it goes on the wire in the module form.
+        already resolved; it goes on the wire in the module form.  `before_send`: called
+        before each send (the first, and a re-send after a 429), to journal it.
         """
         body: dict[str, Any] = {
             "versionId": str(version_id),
@@ -420,7 +443,7 @@ class QuantConnectClient:
             body["dataProviders"] = dict(data_providers)
         if automatic_redeploy is not None:
             body["automaticRedeploy"] = bool(automatic_redeploy)
-        data = self._post("live/create", body, idempotent=False)
+        data = self._post("live/create", body, idempotent=False, before_send=before_send)
         live = data.get("live") or {}
         version = data.get("versionId")
         return CreatedLive(

@@ -71,6 +71,7 @@ def intent_json(intent: Intent) -> dict[str, Any]:
         "projectId": intent.project_id,
         "oldDeployId": intent.old_deploy_id,
         "createdAt": intent.created_at,
+        "landsBy": intent.lands_by,  # null: no create was sent under it
     }
 
 
@@ -190,9 +191,14 @@ def show(config: StateConfig, store: StateStore) -> int:
     for label, value in fields:
         print(f"{label.ljust(width)}  {value}")
     for intent in intents:
+        sent = (
+            f"a create it sent may land until {_when(intent.lands_by)}"
+            if intent.lands_by is not None
+            else "no create sent"
+        )
         print(
-            f"open intent: {intent.kind} since {_when(intent.created_at)} (outcome unknown; the "
-            "next plan or apply resolves it from live state)"
+            f"open intent: {intent.kind} since {_when(intent.created_at)} ({sent}; outcome "
+            "unknown; the next plan or apply resolves it from live state)"
         )
     return 0
 

@@ -27,7 +27,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.metrics import Metrics
 from reconciler.model import Action, ActionKind, Outcome, Plan
 from reconciler.notify import Notifier
-from reconciler.policy import prune, windows
+from reconciler.policy import landing, prune, windows
 from reconciler.policy.retry import RetryBook
 from reconciler.policy.throttle import Throttle
 from reconciler.runtime import Runtime
@@ -45,8 +45,8 @@ LOCK_TIMEOUT = 30.0
 PRUNE_PENDING = "pending: start watch with --prune to carry it out"
 PRUNE_SUPPRESSED = "suppressed: some manifest files are invalid or the change is suspect"
 # Holds whose end the loop wakes for (others wait for the next change or resync): a prune's
-# grace, and a deploy window's opening.
-WAKING_GATES = frozenset({prune.GRACE, windows.GATE})
+# grace, a deploy window's opening, and the end of the wait for a create that may still land.
+WAKING_GATES = frozenset({prune.GRACE, windows.GATE, landing.GATE})
 
 
 class _DaemonHooks(Hooks):
@@ -172,8 +172,7 @@ class Daemon:
         """A reconcile's plan, gated, before anything is carried out: the removals'
         grace counted, every action worth a word reported, the next wake-up set."""
         self.gone_since = prune.track_removals(self.gone_since, plan, now)
-        for action in plan.actions:
-            self.reports.action(action, self.gone_since.get(action.name or ""))
+        self.reports.plan(plan.actions, self.gone_since)
         self._wake_for(plan.held)
         self.window_rows = self._windows(desired, now)
         self.metrics.deferred_actions.set(len(plan.of_kind(ActionKind.DEFERRED)))

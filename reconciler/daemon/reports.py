@@ -5,6 +5,7 @@ prune that does not change is reported when it starts)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 
 from reconciler.metrics import Metrics
 from reconciler.model import Action, ActionKind, Outcome, Result
@@ -26,7 +27,11 @@ class Reports:
     def __init__(self, metrics: Metrics, notifier: Notifier) -> None:
         self.metrics = metrics
         self.notifier = notifier
+        # What was said once, by episode key; only the keys of the plan last reported are
+        # kept (`plan`), so the set does not grow with every deployment a daemon has seen in
+        # weeks, and an episode that ended and comes back is news again.
         self._reported: set[str] = set()
+        self._current: set[str] = set()
         self._reported_invalid: dict[str, tuple[str, ...]] = {}
 
     def files(self, refresh: Refresh) -> None:
@@ -89,6 +94,14 @@ class Reports:
             },
         )
 
+    def plan(self, actions: Sequence[Action], gone_since: Mapping[str, float]) -> None:
+        """Every action of a reconcile's plan worth a word; an episode no longer in the
+        plan is forgotten (said again should it come back)."""
+        self._current = set()
+        for action in actions:
+            self.action(action, gone_since.get(action.name or ""))
+        self._reported &= self._current
+
     def action(self, action: Action, since: float | None = None) -> None:
         """A planned action worth a word: drift, a held prune, unmanaged, conflict,
         blocked.  `since`: for a prune waiting out its grace, when its removal began."""
@@ -123,6 +136,7 @@ class Reports:
         """A managed deployment found not running: logged and counted once per episode
         (a deployment, and why it is not running), not on every resync."""
         key = f"drift:{action.name}:{action.deploy_id}:{action.cause}"
+        self._current.add(key)
         if key in self._reported:
             return
         self.metrics.drift.labels(action.cause or "stopped").inc()
@@ -130,6 +144,7 @@ class Reports:
 
     def _once(self, key: str, level: int, event: str, action: Action, why: str) -> None:
         """Log what does not change between resyncs once, not on every loop."""
+        self._current.add(key)
         if key in self._reported:
             return
         self._reported.add(key)

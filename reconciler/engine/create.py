@@ -1,6 +1,12 @@
 """The create path: one `/live/create`, exactly once (DESIGN §6).
 
-The intent is already journaled when this runs.  A success closes it with the deployId.
+The intent is already journaled when this runs.  Before each send (the first, a retry, a
+re-send after a 429) the intent is stamped durably with the latest time that send can
+take effect (`lands_by`, see `journal.landing_deadline`): a run that finds the intent open
+after a crash waits until then before it decides nothing landed, and claims what landed
+within that span as its own.  The stamp is written after the compile of `compileId:
+latest`, so the span covers the create, however long the compile took; a crash before it
+leaves no stamp: no create was sent.  A success closes the intent with the deployId.
 An outcome-unknown failure (timeout, dropped connection, 5xx) is followed by a read of
 that project's live state, adopting a deployment that appeared, and only when none
 exists by a bounded, backed-off retry.  A replace's create runs here too, under the
@@ -9,6 +15,7 @@ replace's intent, once its stop is confirmed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -17,7 +24,7 @@ from dataclasses import dataclass
 from reconciler import planner
 from reconciler.client import QuantConnectClient
 from reconciler.engine.context import Context
-from reconciler.engine.journal import is_from_intent, record_for
+from reconciler.engine.journal import is_from_intent, landing_deadline, record_for
 from reconciler.errors import ApiError, OutcomeUnknown, ReconcilerError, TransportError
 from reconciler.model import (
     ActionKind,
@@ -35,6 +42,10 @@ log = logging.getLogger("reconciler.engine")
 
 # Polls of a compile still InQueue: 0.1 s, doubling, at most 2 s apart.
 COMPILE_POLL = Throttle(base=0.1, cap=2.0)
+
+
+class _Halted(Exception):
+    """Nothing more is sent: the daemon is shutting down (or the store failed)."""
 
 
 def create(
@@ -74,6 +85,17 @@ def create(
     last_error = ""
     had_unknown = False
     last_unknown = False
+
+    def before_send() -> None:
+        nonlocal intent
+        if should_stop is not None and should_stop():
+            raise _Halted
+        lands_by = landing_deadline(
+            ctx.options.clock(), ctx.client.in_flight_bound, ctx.client.read_timeout
+        )
+        ctx.store.mark_sending(intent, lands_by)  # durable, and fenced, before the send
+        intent = dataclasses.replace(intent, lands_by=max(lands_by, intent.lands_by or 0.0))
+
     for attempt in range(ctx.options.create_attempts):
         if attempt:
             time.sleep(ctx.options.retry.delay(attempt))
@@ -86,7 +108,20 @@ def create(
                 version_id=desired.version_id,
                 data_providers=providers,
                 automatic_redeploy=desired.automatic_redeploy,
+                before_send=before_send,
             )
+        except _Halted:
+            if had_unknown:
+                # An earlier attempt may still land: the intent stays open (and stamped)
+                # for the next run to resolve.
+                return fail(
+                    Result.UNKNOWN,
+                    f"{ctx.mask(last_error)}; shutting down before a retry: the next run "
+                    "checks before creating",
+                )
+            # Every attempt so far was refused (or none was sent): nothing of ours can land.
+            ctx.store.close_intent(intent, "not sent", detail="shutting down")
+            return Outcome(name, project, kind, Result.SKIPPED, None, "shutting down; not sent")
         except (OutcomeUnknown, TransportError) as error:
             last_unknown = isinstance(error, OutcomeUnknown)
             had_unknown = had_unknown or last_unknown

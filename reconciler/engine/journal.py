@@ -3,10 +3,19 @@
 Every mutation of live state (create, the stop-then-create of a replace, the stop of a
 prune) is journaled as an intent before its first API call.  An intent still open at
 the next start is resolved from live state alone, before anything is planned:
-- create / replace: a deployment launched on the project after the intent (and not the
-  one a replace stopped) is ours: recorded as created, owned.  The old deployment still
-  running means the replace's stop never took effect: the planner plans it again.
-  Nothing running: the planner plans the create again;
+- create / replace / restart: a deployment launched on the project within the intent's
+  span (from its start to `lands_by`, the latest time a create it sent could take effect;
+  and not the one a replace stopped) is ours: claimed as created, owned.  One launched
+  outside the span is not ours: the intent is closed "not created" and the planner adopts
+  the deployment (or reports a conflict), as with no journal at all.  The old deployment
+  still running means the replace's stop never took effect: the planner plans it again.
+  Nothing running: while a create it sent may still land (before `lands_by`) the intent
+  stays open and the project waits (the landing gate of `policy/` blocks it); after
+  that, or when no create was ever sent, the planner plans the create again.
+
+Closing a young intent "not created" on a guess would let a create still in flight from
+a dead runner (a SIGKILL'd apply, a failed-over leader) land afterwards and be adopted
+as someone else's: never pruned, the reconciler having lost track of what it started.
 - prune: the old deployment no longer running means the prune happened (record
   dropped); still running: the planner plans it again (with `--prune`).
 """
@@ -21,6 +30,7 @@ from datetime import datetime
 
 from reconciler import planner
 from reconciler.model import ActionKind, Deployment, Intent, LiveDeployment, Outcome, Record, Result
+from reconciler.policy.landing import clock_time, waiting_until
 from reconciler.state import StateStore
 
 # A deployment launched this long before an intent's time still counts as the intent's
@@ -37,12 +47,28 @@ def launched_at(item: LiveDeployment) -> float | None:
         return None
 
 
+def landing_deadline(sent_at: float, in_flight_bound: float, margin: float) -> float:
+    """The latest time a create sent at `sent_at` can take effect at the API: the client
+    has its answer or gave up within `in_flight_bound`; `margin` covers a server that
+    still acts on a request for a while after its client stopped waiting (or died)."""
+    return sent_at + in_flight_bound + margin
+
+
 def is_from_intent(intent: Intent, running: LiveDeployment) -> bool:
-    """Could `running` be the deployment this intent created?"""
-    if running.deploy_id == intent.old_deploy_id:
+    """Could `running` be the deployment this intent created?  Launched within the
+    intent's span: from its start (less the clock skew: the API's clock is not ours) to
+    `lands_by`, the latest time a create it sent could take effect.  An intent that never
+    sent a create (`lands_by` None) created nothing.  No skew is allowed past `lands_by`:
+    a doubt there makes the deployment adopted (never pruned), not owned."""
+    if running.deploy_id == intent.old_deploy_id or intent.lands_by is None:
         return False
     launched = launched_at(running)
-    return launched is not None and launched >= intent.created_at - CLOCK_SKEW
+    return launched is not None and intent.created_at - CLOCK_SKEW <= launched <= intent.lands_by
+
+
+def span(intent: Intent) -> str:
+    end = clock_time(intent.lands_by) if intent.lands_by is not None else "no create sent"
+    return f"{clock_time(intent.created_at)} to {end}"
 
 
 def record_for(
@@ -104,6 +130,13 @@ class Resolution:
     forget: bool = False  # the record goes (a prune found done)
     stopped: Record | None = None  # a replace found stopped: its record, marked so
     report: Outcome | None = None  # what the run reports of it, if anything
+    # Not closed: a create it sent may still land before this time (Unix time); its
+    # project waits until then (the landing gate).
+    until: float | None = None
+
+    @property
+    def waiting(self) -> bool:
+        return self.until is not None
 
 
 def resolve(
@@ -141,31 +174,49 @@ def resolve(
             report = Outcome(
                 intent.name, intent.project_id, intent.kind, done, running.deploy_id, confirmed
             )
-            out.append(
-                Resolution(
-                    intent, done.value, "found after an interrupted run", record, report=report
-                )
+            detail = (
+                f"claimed after a crash: launched {running.launched}, within the "
+                f"intent's span ({span(intent)})"
             )
+            out.append(Resolution(intent, done.value, detail, record, report=report))
         elif running is not None and running.deploy_id == intent.old_deploy_id:
             out.append(Resolution(intent, "not done", "interrupted before its stop took effect"))
+        elif running is not None:
+            detail = (
+                f"deployment {running.deploy_id} (launched {running.launched or 'unknown'}) "
+                f"runs, not launched within the intent's span ({span(intent)}): not ours"
+            )
+            out.append(Resolution(intent, "not created", detail))
+        elif intent.lands_by is not None and now < intent.lands_by:
+            why = waiting_until(intent.lands_by)
+            out.append(Resolution(intent, "waiting", why, until=intent.lands_by))
         else:
             stopped = None
-            if intent.kind is ActionKind.REPLACE and running is None:
+            if intent.kind is ActionKind.REPLACE:
                 stopped = stopped_record(intent, records.get(intent.name), now)
-            out.append(
-                Resolution(
-                    intent,
-                    "not created",
-                    "no deployment appeared after the intent",
-                    stopped=stopped,
-                )
+            detail = (
+                "no deployment appeared after the intent"
+                if intent.lands_by is not None
+                else "no create was sent"
             )
+            out.append(Resolution(intent, "not created", detail, stopped=stopped))
+    return out
+
+
+def landing(resolutions: Sequence[Resolution]) -> dict[int, float]:
+    """The projects that wait for a create that may still land, and until when."""
+    out: dict[int, float] = {}
+    for r in resolutions:
+        if r.until is not None:
+            out[r.intent.project_id] = max(r.until, out.get(r.intent.project_id, 0.0))
     return out
 
 
 def commit(store: StateStore, resolutions: Sequence[Resolution]) -> list[Outcome]:
     """Close the intents as decided; the outcomes worth reporting."""
     for r in resolutions:
+        if r.waiting:
+            continue  # left open: the landing gate holds its project
         store.close_intent(r.intent, r.outcome, record=r.record, detail=r.detail, forget=r.forget)
         if r.stopped is not None:
             store.put_record(r.stopped)

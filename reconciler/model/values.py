@@ -259,6 +259,9 @@ class Intent:
     on_delete: str = DEFAULT_ON_DELETE
     revision: str | None = None  # the commit that asked for it (Revision.stored)
     digest: str | None = None  # paper first: the code a promotion's create deploys
+    # The latest time a create sent under this intent can still take effect at the API
+    # (Unix time), stamped durably before each send; None: no create was ever sent.
+    lands_by: float | None = None
 
     def __post_init__(self) -> None:
         if type(self.kind) is not ActionKind:  # as stores and older callers spell it

@@ -4,6 +4,7 @@ A gate holds some actions back, each with why and until (`model.Hold`); it never
 action, never reads a clock or the API, never writes.  A rule that must hold for every way
 of running (`plan`, `apply`, the daemon) is a gate here, in one place:
 
+    landing   a project whose earlier create may still land (after a crash) waits
     restart   the restart backoff (DESIGN §11)
     retry     the daemon's per-deployment backoff after failed starts
     prune     the --prune flag, a suspect read of the manifests, the daemon's prune grace
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from reconciler.model import Action, ActionKind, Plan
-from reconciler.policy import prune, restart, retry
+from reconciler.policy import landing, prune, restart, retry
 from reconciler.policy.facts import Facts
 
 Gate = Callable[[Plan, Facts, float], Plan]
@@ -62,6 +63,7 @@ def windows_gate(plan: Plan, facts: Facts, now: float) -> Plan:
 
 
 GATES: tuple[Gate, ...] = (
+    landing.gate,
     restart.gate,
     retry.gate,
     promotion_gate,

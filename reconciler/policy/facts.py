@@ -28,6 +28,9 @@ class Facts:
     # The daemon: a deployment whose create, replace or restart just failed is not tried
     # again before this time (name -> Unix time).
     retry_after: Mapping[str, float] = field(default_factory=dict)
+    # Projects whose earlier create (an intent left open by a crash) may still land, and
+    # the time it no longer can (projectId -> Unix time): every action on them waits.
+    landing: Mapping[int, float] = field(default_factory=dict)
     # `apply --ignore-window NAME`: deployments whose window is ignored (if it allows it).
     ignore_windows: frozenset[str] = frozenset()
     # Paper first: each promoted manifest's candidates and code, read by the cycle.

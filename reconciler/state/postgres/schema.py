@@ -16,7 +16,7 @@ import psycopg
 
 from reconciler.errors import StateError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -149,6 +149,12 @@ _MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (workspace, name, digest)
     )
     """,
+    # Ownership after a crash: when a create sent under an intent can no longer land (see
+    # the SQLite store's migration 7 for the value given to intents already open).
+    5: """
+    ALTER TABLE reconciler_intents ADD COLUMN lands_by double precision;
+    UPDATE reconciler_intents SET lands_by = created_at + 900 WHERE closed_at IS NULL
+    """,
 }
 
 
@@ -189,7 +195,8 @@ def migrate(
                     "qc-live-reconciler"
                 )
             for version in range(current + 1, SCHEMA_VERSION + 1):
-                conn.execute(_MIGRATIONS[version].encode())
+                if _MIGRATIONS[version].strip():
+                    conn.execute(_MIGRATIONS[version].encode())
             conn.execute(
                 "INSERT INTO reconciler_meta (key, value) VALUES ('schema_version', %s) "
                 "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",

@@ -87,6 +87,7 @@ class PostgresSession:
         self._mutex = threading.RLock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Pending] = []
+        self._durable_queue: list[_Pending] = []
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._apply_lock = HeartbeatLock(LockRow(self))
         # Why this run's apply lock is no longer its own (set by the heartbeat or a failed
@@ -238,7 +239,7 @@ class PostgresSession:
             except psycopg.Error as error:
                 raise self.describe_error(doing, error) from None
 
-    def _combined(self, *statements: tuple[str, Params]) -> None:
+    def _combined(self, *statements: tuple[str, Params], durable: bool = False) -> None:
         """Writes whose loss a crash may cause (a closed intent, a record, history: the
         next run re-derives them from live state), committed together with the writes
         other threads queued meanwhile, in one transaction and one round trip.
@@ -246,18 +247,28 @@ class PostgresSession:
         Returns once they are committed; raises their transaction's error.  Whichever
         waiting thread gets the connection first writes everything queued (flat combining),
         so 64 workers closing intents cost a handful of transactions, not 64.
+        `durable`: writes that must be on the server's disk, under this run's apply lock,
+        before an API call (a create's `lands_by`), queued apart from the others.
         """
         pending = _Pending(statements)
         with self._queue_lock:
-            self._queue.append(pending)
+            (self._durable_queue if durable else self._queue).append(pending)
         with self._mutex:
             if not pending.done:
                 with self._queue_lock:
-                    batch, self._queue = self._queue, []
+                    if durable:
+                        batch, self._durable_queue = self._durable_queue, []
+                    else:
+                        batch, self._queue = self._queue, []
                 error: StateError | None = None
                 try:
                     self._write(
-                        "cannot record outcomes", [s for item in batch for s in item.statements]
+                        "cannot journal a create about to be sent"
+                        if durable
+                        else "cannot record outcomes",
+                        [s for item in batch for s in item.statements],
+                        durable=durable,
+                        own_lock=durable,
                     )
                 except StateError as failed:
                     error = failed

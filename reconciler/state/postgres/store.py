@@ -151,6 +151,19 @@ class PostgresStateStore(PostgresSession):
             )
         return intents
 
+    def mark_sending(self, intent: Intent, lands_by: float) -> None:
+        """Durably, and fenced as an intent is, before a create is sent under `intent`: the
+        latest time it can still take effect.  A run resolving the intent after a crash (or
+        a failover) waits until then."""
+        self._combined(
+            (
+                "UPDATE reconciler_intents SET lands_by = GREATEST(lands_by, %s) "
+                "WHERE workspace = %s AND attempt_id = %s",
+                (lands_by, self._workspace, intent.attempt_id),
+            ),
+            durable=True,
+        )  # concurrent creates' stamps share one synchronous commit
+
     def close_intent(
         self,
         intent: Intent,
