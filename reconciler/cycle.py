@@ -194,7 +194,9 @@ class Cycle:
         from reconciler.policy import promotion
 
         by_name = {d.name: d for d in desired}
-        latest = planner.latest_by_project(live)
+        # The deployment occupying the project, else its latest: `launched` is to the
+        # second, so the latest alone may pick a stopped one launched in the same second.
+        latest = {**planner.latest_by_project(live), **planner.active_by_project(live)}
         now = self.clock()
         out: dict[str, Evidence] = {}
         changed: list[Candidate] = []
